@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// No third-party dependencies: every dependency lengthens the clean build and, worse,
+// the start-up of every new image during a live update (see notes/platform.md).
+let package = Package(
+    name: "cprvmm",
+    products: [
+        .executable(name: "cprvmm", targets: ["Supervisor"])
+    ],
+    targets: [
+        // C shims for what Swift cannot import: ioctl request numbers, kernel structs.
+        .target(name: "CKVM"),
+        // C shims for libc functions hidden behind _GNU_SOURCE (memfd_create, ...).
+        .target(name: "CLinux"),
+        // Guest programs, assembled from source by the normal build.
+        .target(name: "CGuest"),
+        .target(name: "Shared", dependencies: ["CLinux"]),
+        .target(
+            name: "Worker",
+            dependencies: ["CKVM", "CLinux", "CGuest", "Shared"]
+        ),
+        .executableTarget(
+            name: "Supervisor",
+            dependencies: ["Worker", "Shared", "CLinux"]
+        ),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Shared"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,537 @@
+// The built-in guest: proves a VM is alive and its memory intact.
+//
+// Loaded at GUEST_CODE and entered by the VMM directly at CPL3 in 64-bit mode with IOPL=3,
+// RDI = boot info, RSI = vCPU index.
+// On this host KVM emulates every CPL0 instruction (~1 us each) but runs CPL3 natively, so
+// all the work happens here in user mode; the CPL0 code is three tiny handlers:
+//   - #GP: performs the port I/O, cli/sti and `hlt` (the sleep primitive) user mode traps on
+//   - IRQ return: the PIC runs in auto-EOI mode, so timer interrupts need no handling
+//   - IPI: acknowledges the LAPIC (vCPU 0 wakes the others with an IPI every tick)
+// Any other exception halts the vCPU with interrupts off; the VMM reports it.
+//
+// vCPU 0 fills the fill ranges with a pattern, then every ~1 ms prints "tick N" on the
+// 16550 at 0x3f8 (every 1000th line adds counters), re-verifies the pattern continuously
+// and prints "MEMORY CORRUPTION at 0x..." on a mismatch, and echoes serial input lines.
+// Other vCPUs count the ticks they observe. Everything advances a heartbeat in the status
+// page (GUEST_STATUS) that a host can sample without any exit.
+//
+// The code is position-independent (no absolute relocations): the only absolute addresses
+// are the fixed guest-physical ones from guest_layout.h.
+
+#include "guest_layout.h"
+
+#define COM1 0x3f8
+#define SHARED_FILL_DONE (GUEST_SHARED_DATA + 0x00)
+#define SHARED_RX_LEN (GUEST_SHARED_DATA + 0x08)
+#define SHARED_PERIOD (GUEST_SHARED_DATA + 0x10)
+#define SHARED_RANGE (GUEST_SHARED_DATA + 0x18)
+#define SHARED_RX_BUF (GUEST_SHARED_DATA + 0x40)
+#define RX_MAX 64
+#define SHARED_OUT_BUF (GUEST_SHARED_DATA + 0x100)
+#define LAPIC_BASE 0xfee00000
+#define LAPIC_EOI 0xb0
+#define LAPIC_SVR 0xf0
+#define LAPIC_ICR_LOW 0x300
+#define SLEEP_CHUNKS 16
+
+    .section .rodata.cprvmm_guest, "a"
+    .p2align 12
+    .globl cprvmm_builtin_guest_start
+    .globl cprvmm_builtin_guest_end
+cprvmm_builtin_guest_start:
+blob:
+    .long BG_MAGIC_VALUE
+    .long user_entry - blob
+    .long gp_handler - blob
+    .long irq_return - blob
+    .long ipi_handler - blob
+    .long fatal_stubs - blob
+
+// ---------------------------------------------------------------- CPL0 handlers
+    .code64
+    .p2align 3
+fatal_stubs:
+    .irp vec, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .p2align 3
+    pushq $\vec
+    jmp fatal_common
+    .endr
+
+fatal_common:
+    cli
+    hlt
+    jmp fatal_common
+
+// #GP from user mode: emulates the privileged instructions the user program uses.
+// With IOPL=3 (which cprvmm sets) real hardware runs in/out/cli/sti in user mode directly;
+// KVM on this project's hosts (kvm_pvm) ignores IOPL for user mode and raises #GP instead,
+// so the handler performs the instruction at CPL0 and skips it. Handled: `in %dx,%al`,
+// `out %al,%dx`, `rep outsb`, `hlt` (sleep until an interrupt), `sti`, `cli`.
+// Frame after the two pushes: rcx 0, rax 8, error code 16, RIP 24, CS 32, RFLAGS 40.
+#define F_RCX 0
+#define F_RAX 8
+#define F_RIP 24
+#define F_RFLAGS 40
+gp_handler:
+    push %rax
+    push %rcx
+    mov F_RIP(%rsp), %rcx
+    movzbl (%rcx), %eax
+    cmp $0xf3, %al
+    je gp_rep
+    cmp $0xec, %al
+    je gp_in
+    cmp $0xee, %al
+    je gp_out
+    cmp $0xf4, %al
+    je gp_hlt
+    cmp $0xfb, %al
+    je gp_sti
+    cmp $0xfa, %al
+    je gp_cli
+    jmp gp_fatal
+gp_rep:
+    cmpb $0x6e, 1(%rcx)          // rep outsb
+    jne gp_fatal
+    mov F_RAX(%rsp), %rax
+    mov F_RCX(%rsp), %rcx
+    rep outsb
+    mov %rcx, F_RCX(%rsp)
+    addq $2, F_RIP(%rsp)
+    jmp gp_return
+gp_in:
+    mov F_RAX(%rsp), %rax
+    in %dx, %al
+    mov %rax, F_RAX(%rsp)
+    jmp gp_skip1
+gp_out:
+    mov F_RAX(%rsp), %rax
+    out %al, %dx
+    jmp gp_skip1
+gp_sti:
+    orq $0x200, F_RFLAGS(%rsp)
+    jmp gp_skip1
+gp_cli:
+    andq $~0x200, F_RFLAGS(%rsp)
+    jmp gp_skip1
+gp_hlt:
+    incq F_RIP(%rsp)
+    pop %rcx
+    pop %rax
+    add $8, %rsp                 // drop the error code
+    sti                          // the interrupt shadow makes sti;hlt atomic: no lost wake-up
+    hlt
+    iretq
+gp_skip1:
+    incq F_RIP(%rsp)
+gp_return:
+    pop %rcx
+    pop %rax
+    add $8, %rsp
+    iretq
+gp_fatal:
+    pop %rcx
+    pop %rax
+    push $13
+    jmp fatal_common
+
+irq_return:
+    iretq
+
+ipi_handler:
+    push %rax
+    mov $(LAPIC_BASE + LAPIC_EOI), %eax
+    movl $0, (%rax)
+    pop %rax
+    iretq
+
+// ---------------------------------------------------------------- CPL3 program
+// Registers kept across the loop: r15 = vCPU index, r14 = own status record,
+// r13 = verify cursor, r12 = PATTERN_MULTIPLIER, rbx = PATTERN_XOR, rbp = next tick deadline (TSC).
+user_entry:
+    cld
+    mov %rsi, %r15
+    mov %rsi, %rax
+    shl $6, %rax
+    lea GUEST_STATUS(%rax), %r14
+    movabs $PATTERN_MULTIPLIER, %r12
+    movabs $PATTERN_XOR, %rbx
+    test %r15, %r15
+    jnz ap_main
+
+// ---- vCPU 0
+bsp_main:
+    call init_uart
+    call init_timer
+    call fill_memory
+    movq $1, SHARED_FILL_DONE
+    lea msg_ready(%rip), %rsi
+    mov $msg_ready_len, %ecx
+    call serial_write
+    call reset_cursor
+    // ticks are paced by the TSC: period = tsc_khz cycles = 1 ms
+    mov GUEST_BOOT_INFO + BI_TSC_KHZ, %rax
+    mov %rax, SHARED_PERIOD
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    add SHARED_PERIOD, %rax
+    mov %rax, %rbp
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne bsp_loop
+    sti                          // sleep mode: the PIT wakes us every millisecond
+
+bsp_loop:
+    incq ST_HEARTBEAT(%r14)
+    cmpq $0, GUEST_BOOT_INFO + BI_FILL_COUNT
+    je 2f
+    mov $1, %ecx
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne 1f
+    mov $SLEEP_CHUNKS, %ecx
+1:  push %rcx
+    call verify_chunk
+    pop %rcx
+    dec %ecx
+    jnz 1b
+2:  rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    // Tick when within half a period of the deadline: the 1 kHz PIT and the TSC drift
+    // apart slightly, and a wake-up just short of the deadline must not skip a tick.
+    mov SHARED_PERIOD, %rcx
+    shr $1, %rcx
+    add %rcx, %rax
+    cmp %rbp, %rax
+    jb 3f
+    call tick
+3:  cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne bsp_loop
+    hlt                          // -> #GP -> sti;hlt at CPL0 until the next timer interrupt
+    jmp bsp_loop
+
+// One tick: advance the deadline, print the line, poll input, wake the other vCPUs.
+tick:
+    mov SHARED_PERIOD, %rcx
+    add %rcx, %rbp
+    // After a long pause (VM stopped, host busy) do not print a burst to catch up.
+    mov %rcx, %rdx
+    imul $100, %rdx
+    add %rbp, %rdx
+    cmp %rdx, %rax
+    jb 1f
+    lea (%rax, %rcx), %rbp
+1:  incq ST_TICKS(%r14)
+    // Input is polled every 8th tick: each poll is a trapped port read, and 8 ms is quick enough for typing.
+    testq $7, ST_TICKS(%r14)
+    jnz 4f
+    call poll_input
+4:
+    mov $SHARED_OUT_BUF, %rdi
+    lea msg_tick(%rip), %rsi
+    mov $msg_tick_len, %ecx
+    rep movsb
+    mov ST_TICKS(%r14), %rax
+    call put_decimal
+    // every 1000th line: counters
+    mov ST_TICKS(%r14), %rax
+    xor %edx, %edx
+    mov $1000, %ecx
+    div %rcx
+    test %rdx, %rdx
+    jnz 2f
+    lea msg_passes(%rip), %rsi
+    mov $msg_passes_len, %ecx
+    rep movsb
+    mov ST_PASSES(%r14), %rax
+    call put_decimal
+    lea msg_corruptions(%rip), %rsi
+    mov $msg_corruptions_len, %ecx
+    rep movsb
+    mov ST_CORRUPTIONS(%r14), %rax
+    call put_decimal
+    cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+    jbe 2f
+    lea msg_cpu1(%rip), %rsi
+    mov $msg_cpu1_len, %ecx
+    rep movsb
+    mov GUEST_STATUS + GUEST_STATUS_STRIDE + ST_TICKS, %rax
+    call put_decimal
+2:  movb $'\n', (%rdi)
+    inc %rdi
+    call flush_out
+    cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+    jbe 3f
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne 3f
+    mov $(LAPIC_BASE + LAPIC_ICR_LOW), %eax
+    movl $(0x000C4000 | BG_IPI_VECTOR), (%rax)   // fixed IPI to all but self
+3:  ret
+
+// Writes SHARED_OUT_BUF up to %rdi to the UART in one string I/O exit.
+flush_out:
+    mov $SHARED_OUT_BUF, %rsi
+    mov %rdi, %rcx
+    sub %rsi, %rcx
+    // fall through
+// serial_write: %rsi = bytes, %rcx = count
+serial_write:
+    mov $COM1, %dx
+    rep outsb
+    ret
+
+// Appends the decimal form of %rax at %rdi (advancing %rdi). Clobbers rax, rcx, rdx, rsi.
+put_decimal:
+    mov %rsp, %rsi
+    sub $32, %rsp
+    mov $10, %ecx
+1:  xor %edx, %edx
+    div %rcx
+    add $'0', %dl
+    dec %rsi
+    mov %dl, (%rsi)
+    test %rax, %rax
+    jnz 1b
+2:  movb (%rsi), %al
+    mov %al, (%rdi)
+    inc %rdi
+    inc %rsi
+    lea 32(%rsp), %rax
+    cmp %rax, %rsi
+    jb 2b
+    add $32, %rsp
+    ret
+
+// Appends "0x" and 16 hex digits of %rax at %rdi. Clobbers rcx, rdx.
+put_hex:
+    movw $0x7830, (%rdi)         // "0x"
+    add $2, %rdi
+    mov $16, %ecx
+1:  rol $4, %rax
+    mov %eax, %edx
+    and $15, %edx
+    cmp $10, %edx
+    jb 2f
+    add $('a' - '0' - 10), %edx
+2:  add $'0', %edx
+    mov %dl, (%rdi)
+    inc %rdi
+    dec %ecx
+    jnz 1b
+    ret
+
+// 8N1, FIFOs on and cleared, DTR+RTS, no UART interrupts (the guest polls).
+init_uart:
+    mov $(COM1 + 3), %dx
+    mov $0x03, %al
+    out %al, %dx
+    mov $(COM1 + 2), %dx
+    mov $0x07, %al
+    out %al, %dx
+    mov $(COM1 + 4), %dx
+    mov $0x03, %al
+    out %al, %dx
+    mov $(COM1 + 1), %dx
+    xor %eax, %eax
+    out %al, %dx
+    ret
+
+// PIC pair remapped to vectors 0x20/0x28 in auto-EOI mode; PIT channel 0 at 1 kHz.
+// Sleep mode unmasks only IRQ 0; spin mode masks everything. With more than one vCPU in
+// sleep mode the LAPIC is enabled so vCPU 0 can send wake-up IPIs.
+init_timer:
+    mov $0x20, %dx; mov $0x11, %al; out %al, %dx
+    mov $0x21, %dx; mov $0x20, %al; out %al, %dx
+    mov $0x21, %dx; mov $0x04, %al; out %al, %dx
+    mov $0x21, %dx; mov $0x03, %al; out %al, %dx
+    mov $0xa0, %dx; mov $0x11, %al; out %al, %dx
+    mov $0xa1, %dx; mov $0x28, %al; out %al, %dx
+    mov $0xa1, %dx; mov $0x02, %al; out %al, %dx
+    mov $0xa1, %dx; mov $0x03, %al; out %al, %dx
+    mov $0xa1, %dx; mov $0xff, %al; out %al, %dx
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    je 1f
+    mov $0x21, %dx; mov $0xff, %al; out %al, %dx
+    ret
+1:  mov $0x21, %dx; mov $0xfe, %al; out %al, %dx
+    mov $0x43, %dx; mov $0x34, %al; out %al, %dx
+    mov $0x40, %dx; mov $0xa9, %al; out %al, %dx     // 1193 = 0x04a9: 1193182 Hz / 1193 = 1000 Hz
+    mov $0x40, %dx; mov $0x04, %al; out %al, %dx
+    cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+    jbe 2f
+    call enable_lapic
+2:  ret
+
+enable_lapic:
+    mov $(LAPIC_BASE + LAPIC_SVR), %eax
+    movl $0x1ff, (%rax)
+    ret
+
+// Writes the pattern over every fill range.
+fill_memory:
+    xor %r8d, %r8d
+1:  cmp GUEST_BOOT_INFO + BI_FILL_COUNT, %r8
+    jae 4f
+    mov %r8, %r9
+    shl $4, %r9
+    mov GUEST_BOOT_INFO + BI_FILL_RANGES(%r9), %rdi
+    mov GUEST_BOOT_INFO + BI_FILL_RANGES + 8(%r9), %r10
+2:  cmp %r10, %rdi
+    jae 3f
+    mov %rdi, %rax
+    imul %r12, %rax
+    xor %rbx, %rax
+    mov %rax, (%rdi)
+    add $8, %rdi
+    jmp 2b
+3:  inc %r8
+    jmp 1b
+4:  ret
+
+// r13 := start of the first fill range.
+reset_cursor:
+    movq $0, SHARED_RANGE
+    mov GUEST_BOOT_INFO + BI_FILL_RANGES, %r13
+    ret
+
+// Verifies the 4 KiB at r13 and advances r13 through the fill ranges, wrapping at the end.
+verify_chunk:
+    mov %r13, %rdi
+    lea 4096(%r13), %r9
+1:  mov %rdi, %rax
+    imul %r12, %rax
+    xor %rbx, %rax
+    cmp (%rdi), %rax
+    jne report_corruption
+    add $8, %rdi
+    cmp %r9, %rdi
+    jb 1b
+chunk_done:
+    addq $4096, ST_VERIFIED(%r14)
+    mov %r9, %r13
+    mov SHARED_RANGE, %r8
+    shl $4, %r8
+    cmp GUEST_BOOT_INFO + BI_FILL_RANGES + 8(%r8), %r13
+    jb 3f
+    // end of this range: next range, or wrap around and count a pass
+    mov SHARED_RANGE, %r8
+    inc %r8
+    cmp GUEST_BOOT_INFO + BI_FILL_COUNT, %r8
+    jb 2f
+    incq ST_PASSES(%r14)
+    jmp reset_cursor
+2:  mov %r8, SHARED_RANGE
+    shl $4, %r8
+    mov GUEST_BOOT_INFO + BI_FILL_RANGES(%r8), %r13
+3:  ret
+
+// Prints "MEMORY CORRUPTION at 0x<gpa> (expected ..., found ...)" and skips the rest of the chunk.
+report_corruption:
+    incq ST_CORRUPTIONS(%r14)
+    push %r9
+    push %rax                    // expected
+    push %rdi                    // address
+    mov $SHARED_OUT_BUF, %rdi
+    lea msg_corrupt(%rip), %rsi
+    mov $msg_corrupt_len, %ecx
+    rep movsb
+    mov (%rsp), %rax
+    call put_hex
+    lea msg_expected(%rip), %rsi
+    mov $msg_expected_len, %ecx
+    rep movsb
+    mov 8(%rsp), %rax
+    call put_hex
+    lea msg_found(%rip), %rsi
+    mov $msg_found_len, %ecx
+    rep movsb
+    mov (%rsp), %rax
+    mov (%rax), %rax
+    call put_hex
+    movw $0x0a29, (%rdi)         // ")\n"
+    add $2, %rdi
+    call flush_out
+    pop %rdi
+    pop %rax
+    pop %r9
+    jmp chunk_done
+
+// Reads whatever the UART holds; a completed line is echoed back as "echo: LINE".
+poll_input:
+1:  mov $(COM1 + 5), %dx
+    in %dx, %al
+    test $1, %al
+    jz 4f
+    mov $COM1, %dx
+    in %dx, %al
+    cmp $'\r', %al
+    je 2f
+    cmp $'\n', %al
+    je 2f
+    mov SHARED_RX_LEN, %rcx
+    cmp $RX_MAX, %rcx
+    jae 1b
+    mov %al, SHARED_RX_BUF(%rcx)
+    incq SHARED_RX_LEN
+    jmp 1b
+2:  cmpq $0, SHARED_RX_LEN       // ignore the empty line of a CR LF pair
+    je 1b
+    mov $SHARED_OUT_BUF, %rdi
+    lea msg_echo(%rip), %rsi
+    mov $msg_echo_len, %ecx
+    rep movsb
+    mov $SHARED_RX_BUF, %rsi
+    mov SHARED_RX_LEN, %rcx
+    rep movsb
+    movb $'\n', (%rdi)
+    inc %rdi
+    call flush_out
+    movq $0, SHARED_RX_LEN
+    jmp 1b
+4:  ret
+
+// ---- other vCPUs: wait for the fill, then count the ticks vCPU 0 announces.
+ap_main:
+1:  pause
+    cmpq $0, SHARED_FILL_DONE
+    je 1b
+    xor %r8d, %r8d
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne ap_loop
+    call enable_lapic
+    sti
+ap_loop:
+    incq ST_HEARTBEAT(%r14)
+    mov GUEST_STATUS + ST_TICKS, %rax
+    cmp %rax, %r8
+    je 1f
+    mov %rax, %r8
+    incq ST_TICKS(%r14)
+1:  cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne 2f
+    hlt                          // -> #GP -> sleeps until vCPU 0's IPI
+    jmp ap_loop
+2:  pause
+    jmp ap_loop
+
+msg_ready: .ascii "cprvmm built-in guest: memory filled, ticking\n"
+    .set msg_ready_len, . - msg_ready
+msg_tick: .ascii "tick "
+    .set msg_tick_len, . - msg_tick
+msg_passes: .ascii " passes "
+    .set msg_passes_len, . - msg_passes
+msg_corruptions: .ascii " corruptions "
+    .set msg_corruptions_len, . - msg_corruptions
+msg_cpu1: .ascii " cpu1-ticks "
+    .set msg_cpu1_len, . - msg_cpu1
+msg_corrupt: .ascii "MEMORY CORRUPTION at "
+    .set msg_corrupt_len, . - msg_corrupt
+msg_expected: .ascii " (expected "
+    .set msg_expected_len, . - msg_expected
+msg_found: .ascii ", found "
+    .set msg_found_len, . - msg_found
+msg_echo: .ascii "echo: "
+    .set msg_echo_len, . - msg_echo
+
+cprvmm_builtin_guest_end:
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,64 @@
+// Guest-physical layout shared by the VMM (Swift imports these macros) and the guest
+// programs (the .S files include this header). Documented in docs/guest.md.
+#ifndef GUEST_LAYOUT_H
+#define GUEST_LAYOUT_H
+
+#define GUEST_BOOT_INFO 0x500          // struct described by the BI_* offsets
+#define GUEST_GDT 0x1000               // flat GDT: null, kernel code/data, user code/data, TSSs
+#define GUEST_TSS 0x2000               // one 128-byte TSS per vCPU
+#define GUEST_TSS_STRIDE 128
+#define GUEST_IDT 0x4000               // 256 gates (built-in guest only)
+#define GUEST_STATUS 0x5000            // per-vCPU status records: heartbeat, ticks, ...
+#define GUEST_STATUS_STRIDE 64
+#define GUEST_SHARED_DATA 0x6000       // built-in guest's variables and line buffers
+#define GUEST_KERNEL_STACKS 0x8000     // CPL0 stacks (TSS RSP0), one per vCPU
+#define GUEST_KERNEL_STACK_SIZE 512
+#define GUEST_CODE 0x100000            // where the built-in guest is loaded
+#define GUEST_PAGE_TABLES 0x200000     // PML4, PDPT, then one page directory per GiB
+#define GUEST_PAGE_TABLES_END 0x380000
+#define GUEST_USER_STACKS 0x380000     // one stack per vCPU (stack of vCPU i ends at base + (i+1)*size)
+#define GUEST_USER_STACK_SIZE 0x2000
+#define GUEST_RESERVED_END 0x800000    // everything below belongs to the boot structures above
+#define GUEST_MAX_VCPUS 64
+
+#define GUEST_SEL_KERNEL_CODE 0x08
+#define GUEST_SEL_KERNEL_DATA 0x10
+#define GUEST_SEL_USER_CODE 0x1b       // GDT index 3, RPL 3
+#define GUEST_SEL_USER_DATA 0x23       // GDT index 4, RPL 3
+#define GUEST_SEL_TSS_BASE 0x28        // vCPU i: 0x28 + 16 * i
+
+// Boot information (little-endian u64 fields at GUEST_BOOT_INFO + offset).
+#define BI_MAGIC 0                     // "CPRVMMBI"
+#define BI_MAGIC_VALUE 0x49424d4d56525043
+#define BI_TSC_KHZ 8
+#define BI_CPU_COUNT 16
+#define BI_MODE 24                     // built-in guest: 0 = sleep, 1 = spin
+#define BI_RAM_COUNT 32
+#define BI_RAM_RANGES 40               // up to 4 x {start, end}
+#define BI_FILL_COUNT 104
+#define BI_FILL_RANGES 112             // up to 4 x {start, end}, 4 KiB aligned
+#define BI_MAX_RANGES 4
+#define BI_SIZE 176
+
+// Status record fields (u64), vCPU i at GUEST_STATUS + i * GUEST_STATUS_STRIDE.
+#define ST_HEARTBEAT 0                 // advanced on every pass of the guest's main loop
+#define ST_TICKS 8                     // tick lines printed (vCPU 0) / ticks observed (others)
+#define ST_PASSES 16                   // complete verifications of the pattern (vCPU 0)
+#define ST_CORRUPTIONS 24              // mismatches found (vCPU 0)
+#define ST_VERIFIED 32                 // bytes verified in total (vCPU 0)
+
+// Built-in guest blob header: u32 fields at the start of the blob.
+#define BG_MAGIC_VALUE 0x47525043      // "CPRG"
+#define BG_USER_ENTRY 4
+#define BG_GP_HANDLER 8
+#define BG_IRQ_RETURN 12
+#define BG_IPI_HANDLER 16
+#define BG_FATAL_STUBS 20              // 32 stubs of 8 bytes, one per exception vector
+#define BG_IPI_VECTOR 0x30
+
+// The pattern the built-in guest writes: the u64 at guest-physical address a is
+// (a * PATTERN_MULTIPLIER) ^ PATTERN_XOR.
+#define PATTERN_MULTIPLIER 0x9E3779B97F4A7C15
+#define PATTERN_XOR 0x5A5A5A5A5A5A5A5A
+
+#endif

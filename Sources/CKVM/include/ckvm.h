@@ -1,0 +1,105 @@
+// KVM ioctl request numbers and structs for Swift.
+// The _IO*/KVM_* request macros are not importable into Swift, so each one the VMM
+// uses is re-exported here as a constant. Structs come straight from <linux/kvm.h>.
+#ifndef CKVM_H
+#define CKVM_H
+
+#include <linux/kvm.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+// ioctl is variadic, which Swift cannot call; these fix its two argument shapes.
+// They return what ioctl returns (-1 with errno set on failure).
+static inline int ckvm_ioctl(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
+static inline int ckvm_ioctl_value(int fd, unsigned long request, unsigned long value) { return ioctl(fd, request, value); }
+
+// System ioctls (on /dev/kvm).
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long CKVM_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
+
+// VM ioctls.
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long CKVM_SET_IDENTITY_MAP_ADDR = KVM_SET_IDENTITY_MAP_ADDR;
+static const unsigned long CKVM_CREATE_IRQCHIP = KVM_CREATE_IRQCHIP;
+static const unsigned long CKVM_CREATE_PIT2 = KVM_CREATE_PIT2;
+static const unsigned long CKVM_IRQ_LINE = KVM_IRQ_LINE;
+static const unsigned long CKVM_IRQ_LINE_STATUS = KVM_IRQ_LINE_STATUS;
+
+// vCPU ioctls.
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long CKVM_GET_MP_STATE = KVM_GET_MP_STATE;
+static const unsigned long CKVM_SET_MP_STATE = KVM_SET_MP_STATE;
+static const unsigned long CKVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
+static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
+
+// Capabilities the VMM checks at start-up.
+static const int CKVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
+static const int CKVM_CAP_PIT2 = KVM_CAP_PIT2;
+static const int CKVM_CAP_SET_TSS_ADDR = KVM_CAP_SET_TSS_ADDR;
+static const int CKVM_CAP_SET_IDENTITY_MAP_ADDR = KVM_CAP_SET_IDENTITY_MAP_ADDR;
+static const int CKVM_CAP_USER_MEMORY = KVM_CAP_USER_MEMORY;
+static const int CKVM_CAP_IMMEDIATE_EXIT = KVM_CAP_IMMEDIATE_EXIT;
+static const int CKVM_CAP_EXT_CPUID = KVM_CAP_EXT_CPUID;
+static const int CKVM_CAP_NR_VCPUS = KVM_CAP_NR_VCPUS;
+static const int CKVM_CAP_MAX_VCPUS = KVM_CAP_MAX_VCPUS;
+static const int CKVM_CAP_MP_STATE = KVM_CAP_MP_STATE;
+static const int CKVM_CAP_GET_TSC_KHZ = KVM_CAP_GET_TSC_KHZ;
+
+static const int CKVM_API_VERSION = KVM_API_VERSION;
+
+// Exit reasons.
+static const uint32_t CKVM_EXIT_UNKNOWN = KVM_EXIT_UNKNOWN;
+static const uint32_t CKVM_EXIT_IO = KVM_EXIT_IO;
+static const uint32_t CKVM_EXIT_HLT = KVM_EXIT_HLT;
+static const uint32_t CKVM_EXIT_MMIO = KVM_EXIT_MMIO;
+static const uint32_t CKVM_EXIT_SHUTDOWN = KVM_EXIT_SHUTDOWN;
+static const uint32_t CKVM_EXIT_FAIL_ENTRY = KVM_EXIT_FAIL_ENTRY;
+static const uint32_t CKVM_EXIT_INTR = KVM_EXIT_INTR;
+static const uint32_t CKVM_EXIT_INTERNAL_ERROR = KVM_EXIT_INTERNAL_ERROR;
+static const uint32_t CKVM_EXIT_SYSTEM_EVENT = KVM_EXIT_SYSTEM_EVENT;
+static const uint32_t CKVM_EXIT_DEBUG = KVM_EXIT_DEBUG;
+static const uint8_t CKVM_EXIT_IO_IN = KVM_EXIT_IO_IN;
+static const uint8_t CKVM_EXIT_IO_OUT = KVM_EXIT_IO_OUT;
+
+static const uint32_t CKVM_MP_STATE_RUNNABLE = KVM_MP_STATE_RUNNABLE;
+static const uint32_t CKVM_MP_STATE_HALTED = KVM_MP_STATE_HALTED;
+static const uint32_t CKVM_MP_STATE_UNINITIALIZED = KVM_MP_STATE_UNINITIALIZED;
+
+static const uint32_t CKVM_MAX_CPUID_ENTRIES = 256;
+
+// kvm_cpuid2 and kvm_msr_list end in flexible arrays, which Swift cannot size;
+// these fixed-size twins have the same layout for up to a bounded count.
+struct ckvm_cpuid2 {
+    uint32_t nent;
+    uint32_t padding;
+    struct kvm_cpuid_entry2 entries[256];
+};
+
+struct ckvm_msr_list {
+    uint32_t nmsrs;
+    uint32_t indices[512];
+};
+
+struct ckvm_msrs {
+    uint32_t nmsrs;
+    uint32_t pad;
+    struct kvm_msr_entry entries[64];
+};
+
+// kvm_run's exit data is a union; Swift sees it, but these accessors keep the
+// field paths in one place and document which union member each exit uses.
+static inline struct kvm_run *ckvm_run(void *p) { return (struct kvm_run *)p; }
+
+#endif

@@ -1,0 +1,77 @@
+#define _GNU_SOURCE
+#include "clinux.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+const unsigned int CLINUX_MFD_CLOEXEC = MFD_CLOEXEC;
+const unsigned int CLINUX_MFD_ALLOW_SEALING = MFD_ALLOW_SEALING;
+const int CLINUX_MADV_HUGEPAGE = MADV_HUGEPAGE;
+const int CLINUX_O_TMPFILE = O_TMPFILE;
+
+int clinux_memfd_create(const char *name, unsigned int flags) {
+    int fd = memfd_create(name, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+int clinux_sigrtmin(void) { return SIGRTMIN; }
+
+pid_t clinux_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+uint64_t clinux_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct build_id_search {
+    uint8_t *buf;
+    size_t cap;
+    size_t len;
+};
+
+// The main executable is the first object dl_iterate_phdr reports; scan its notes only.
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct build_id_search *s = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        const uint8_t *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+            const uint8_t *name = p + sizeof(*n);
+            const uint8_t *desc = name + ((n->n_namesz + 3) & ~3u);
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                size_t len = n->n_descsz < s->cap ? n->n_descsz : s->cap;
+                memcpy(s->buf, desc, len);
+                s->len = len;
+                return 1;
+            }
+            p = desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return 1;  // only the main program
+}
+
+size_t clinux_build_id(uint8_t *buf, size_t cap) {
+    struct build_id_search s = {buf, cap, 0};
+    dl_iterate_phdr(find_build_id, &s);
+    return s.len;
+}
+
+#include <sys/socket.h>
+
+int clinux_accept4(int fd, int flags) {
+    int client = accept4(fd, NULL, NULL, flags);
+    return client < 0 ? -errno : client;
+}

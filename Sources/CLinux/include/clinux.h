@@ -1,0 +1,51 @@
+// Tiny shims over Linux/glibc functions that Swift's Glibc module does not expose
+// (they sit behind _GNU_SOURCE or are function-like macros). Each returns -errno on
+// failure so Swift callers never have to read a thread-local errno after the fact.
+#ifndef CLINUX_H
+#define CLINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+// Not part of Swift's Glibc module; re-exported through this one.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/statfs.h>
+#include <sys/timerfd.h>
+
+// memfd_create(2); flags are MFD_*.
+int clinux_memfd_create(const char *name, unsigned int flags);
+extern const unsigned int CLINUX_MFD_CLOEXEC;
+extern const unsigned int CLINUX_MFD_ALLOW_SEALING;
+
+// open(2) flag behind _GNU_SOURCE: an unnamed file in a directory (memory-backend-file on a dir).
+extern const int CLINUX_O_TMPFILE;
+
+// madvise advice values not exported to Swift.
+extern const int CLINUX_MADV_HUGEPAGE;
+
+// SIGRTMIN is a function call in glibc, not a constant.
+int clinux_sigrtmin(void);
+
+// The calling thread's kernel thread id.
+pid_t clinux_gettid(void);
+
+// Copies the GNU build id of the running executable (from its PT_NOTE program header,
+// in memory: no file I/O) into buf; returns its length, 0 when there is none.
+size_t clinux_build_id(uint8_t *buf, size_t cap);
+
+// CLOCK_MONOTONIC in nanoseconds.
+uint64_t clinux_monotonic_ns(void);
+
+
+
+// accept4(2) sits behind _GNU_SOURCE.
+int clinux_accept4(int fd, int flags);
+
+// epoll event bits: glibc declares them as enum members Swift does not import usably.
+static const uint32_t CLINUX_EPOLLIN = 0x001;
+static const uint32_t CLINUX_EPOLLOUT = 0x004;
+static const uint32_t CLINUX_EPOLLERR = 0x008;
+static const uint32_t CLINUX_EPOLLHUP = 0x010;
+#endif

@@ -1,0 +1,9 @@
+import Glibc
+import Worker
+
+// Stage 1 of the cprvmm process. Today it only hands over to the Worker; it is kept thin
+// because later it owns what must survive a live update (PID, signals, sd_notify, execve).
+setvbuf(stdout, nil, _IOLBF, 0)
+let status = Worker.main(arguments: Array(CommandLine.arguments.dropFirst()))
+fflush(nil)
+exit(status)

@@ -1,0 +1,36 @@
+import CGuest
+
+/// The table a direct-boot guest finds at GUEST_BOOT_INFO (RDI at entry): what the machine
+/// looks like, without the guest having to probe for it. Layout in guest_layout.h.
+struct BootInfo {
+    typealias Range = (start: UInt64, end: UInt64)
+
+    var tscKHz: UInt64
+    var cpuCount: Int
+    var mode: UInt64 = 0
+    var ramRanges: [Range]
+    var fillRanges: [Range] = []
+
+    func write(into memory: GuestMemory) throws(GuestMemoryError) {
+        let base = GuestAddress(UInt64(GUEST_BOOT_INFO))
+        func put(_ value: UInt64, _ offset: Int32) throws(GuestMemoryError) {
+            try memory.store(value, at: base.adding(UInt64(offset))!)
+        }
+        try memory.zero(at: base, count: Int(BI_SIZE))
+        try put(UInt64(BI_MAGIC_VALUE), BI_MAGIC)
+        try put(tscKHz, BI_TSC_KHZ)
+        try put(UInt64(cpuCount), BI_CPU_COUNT)
+        try put(mode, BI_MODE)
+        precondition(ramRanges.count <= Int(BI_MAX_RANGES) && fillRanges.count <= Int(BI_MAX_RANGES))
+        try put(UInt64(ramRanges.count), BI_RAM_COUNT)
+        for (i, range) in ramRanges.enumerated() {
+            try put(range.start, BI_RAM_RANGES + Int32(i * 16))
+            try put(range.end, BI_RAM_RANGES + Int32(i * 16 + 8))
+        }
+        try put(UInt64(fillRanges.count), BI_FILL_COUNT)
+        for (i, range) in fillRanges.enumerated() {
+            try put(range.start, BI_FILL_RANGES + Int32(i * 16))
+            try put(range.end, BI_FILL_RANGES + Int32(i * 16 + 8))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+// The text that -help prints: every option CommandLineParser accepts, in QEMU's layout.
+
+public enum Usage {
+    public static let text: String = """
+        usage: cprvmm [options]
+
+        cprvmm runs one KVM virtual machine. It takes a subset of QEMU's command line, written
+        as for QEMU: single-dash options (--option works too), each followed by at most one
+        argument; in key=value,... arguments a comma inside a value is written ",,", and
+        on|off also accepts yes|no and true|false. Other QEMU options are refused, never ignored.
+
+        Standard options:
+        -h or -help     display this help and exit
+        -version        display version information and exit
+        -name [guest=]name
+                        set the name of the guest
+        -machine [type=]pc[,prop=value[,...]]
+                        select the emulated machine ('pc' is the only type)
+                        accel=kvm: use KVM (the only accelerator, always used)
+                        memfd-alloc=on|off: allocate guest RAM with memfd_create (default=off)
+                        memory-backend=id: use the -object memory-backend-* with this id
+                        as guest RAM
+        -M ...          same as -machine
+        -accel kvm      use KVM (the only accelerator, always used)
+        -enable-kvm     same as -accel kvm
+        -smp [cpus=]n[,maxcpus=n][,sockets=s][,cores=c][,threads=t]
+                        set the number of virtual CPUs (1 to 255, default=1); maxcpus must
+                        equal cpus (no CPU hotplug), sockets*cores*threads must equal cpus
+        -m [size=]megs  set guest RAM size (default=128M); a bare number is in MiB, a K, M,
+                        G or T suffix and a fraction (1.5G) are accepted; the size must be
+                        a multiple of 4K from 16M to 1T
+        -nodefaults     create no default devices (no serial port unless -serial is given)
+        -no-user-config accepted for compatibility (cprvmm reads no configuration files)
+
+        Memory backend options:
+        -object memory-backend-memfd,id=id,size=size[,share=on|off][,prealloc=on|off]
+                        guest RAM in a memfd (share defaults to on)
+        -object memory-backend-file,id=id,size=size,mem-path=path[,share=on|off][,prealloc=on|off]
+                        guest RAM in a file, e.g. on hugetlbfs or tmpfs (share defaults to off)
+        -object memory-backend-ram,id=id,size=size[,share=on|off][,prealloc=on|off]
+                        anonymous guest RAM (share defaults to off)
+                        for all three: size is in bytes unless suffixed; prealloc=on populates
+                        the memory at start-up; the backend must be named by
+                        -machine memory-backend=id and, if -m is given too, match its size
+
+        Character device options:
+        -serial dev     connect the serial port (COM1) to a host device (default=stdio;
+                        at most one -serial):
+                        stdio: standard input and output
+                        null: a serial port whose output is discarded
+                        none: no serial port
+                        file:path: write the output to a file
+                        unix:path,server=on,wait=off: listen on a Unix socket (cprvmm never
+                        waits for a client before starting the guest)
+
+        Display options:
+        -display none   no display (the only type: cprvmm has no display)
+        -nographic      no display; the serial port stays on stdio unless -serial or
+                        -nodefaults is given
+
+        Boot options:
+        -kernel bzImage boot this Linux kernel image (not with -bios)
+        -bios file      boot this firmware image (not with -kernel)
+        -builtin-guest [fill=pct][,mode=sleep|spin]
+                        set up cprvmm's built-in guest, which runs when neither -kernel nor
+                        -bios is given: it fills pct% of guest RAM (0 to 90, default=25)
+                        with a pattern, then idles; mode=sleep halts until each 1 kHz timer
+                        tick (default, cheap on host CPU), mode=spin busy-loops (benchmarks)
+
+        """
+}

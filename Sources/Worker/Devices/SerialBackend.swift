@@ -1,0 +1,182 @@
+import CLinux
+import Glibc
+
+/// Where the UART's bytes go and come from (QEMU's chardev for -serial).
+/// Output is written from vCPU threads under the SerialPort lock; input is read on the loop thread.
+final class SerialBackend {
+    private let config: SerialConfig
+    private var outputFD: Int32 = -1
+    private var ownsOutput = false
+    private var listenFD: Int32 = -1
+    /// The connected console client; set on the loop thread, used by vCPU threads in send().
+    private var clientFD: Int32 = -1
+    private let clientLock = Lock()
+    private var pausedInputFD: Int32 = -1
+    private var savedTerminal: termios?
+    private var socketPath: String?
+    private let outputErrors = RateLimiter(burst: 1, intervalSeconds: 10)
+
+    init(_ config: SerialConfig) throws {
+        self.config = config
+        switch config {
+        case .none, .null:
+            break
+        case .stdio:
+            outputFD = 1
+        case .file(let path):
+            outputFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard outputFD >= 0 else { throw ConfigurationError("-serial file:\(path): \(SystemError.describe(errno))") }
+            ownsOutput = true
+        case .unixServer(let path):
+            listenFD = try SerialBackend.listen(path: path)
+            socketPath = path
+        }
+    }
+
+    deinit {
+        restoreTerminal()
+        if ownsOutput { close(outputFD) }
+        if clientFD >= 0 { close(clientFD) }
+        if listenFD >= 0 { close(listenFD) }
+        if let socketPath { unlink(socketPath) }
+    }
+
+    /// Sends guest output. A slow or absent socket client loses bytes rather than stalling the
+    /// vCPU (as QEMU does with wait=off); files and stdio get everything.
+    func send(_ bytes: UnsafeRawBufferPointer) {
+        if listenFD >= 0 {
+            // Errors are ignored here: the loop thread sees the hang-up and drops the client.
+            clientLock.withLock {
+                if clientFD >= 0 { _ = Glibc.send(clientFD, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            }
+            return
+        }
+        guard outputFD >= 0 else { return }
+        do {
+            try writeAll(outputFD, bytes)
+        } catch {
+            outputErrors.log("serial output: \(error)")
+        }
+    }
+
+    /// Registers the input side with the loop; `deliver` gets each chunk read.
+    func attach(to loop: EventLoop, deliver: @escaping (UnsafeRawBufferPointer) -> Bool) throws {
+        switch config {
+        case .stdio:
+            makeTerminalRaw()
+            try watchInput(0, loop: loop, deliver: deliver)
+        case .unixServer:
+            try loop.add(listenFD, events: CLINUX_EPOLLIN) { [unowned self] _ in
+                let fd = clinux_accept4(listenFD, Int32(SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue))
+                guard fd >= 0 else { return }
+                // One console client at a time, like QEMU's socket chardev.
+                guard clientFD < 0 else { close(fd); return }
+                clientLock.withLock { clientFD = fd }
+                try? watchInput(fd, loop: loop, deliver: deliver)
+            }
+        default:
+            break
+        }
+    }
+
+    private func watchInput(_ fd: Int32, loop: EventLoop, deliver: @escaping (UnsafeRawBufferPointer) -> Bool) throws {
+        // epoll refuses regular files and /dev/null (EPERM): such a stdin has no input to wait for.
+        var info = stat()
+        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFCHR && isatty(fd) == 0 {
+            return
+        }
+        try loop.add(fd, events: CLINUX_EPOLLIN) { [unowned self, unowned loop] _ in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else {
+                // EOF or error: stop watching (stdin at EOF stays quiet; a socket client is gone).
+                loop.remove(fd)
+                if fd == clientFD { dropClient() }
+                return
+            }
+            let keepReading = buffer.withUnsafeBytes { deliver(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            if !keepReading {
+                // The guest is not reading: stop reading too, so the writer feels back-pressure.
+                loop.modify(fd, events: 0)
+                pausedInputFD = fd
+            }
+        }
+    }
+
+    /// Re-arms input paused by back-pressure; call on the loop thread.
+    func resumeInput(loop: EventLoop) {
+        guard pausedInputFD >= 0 else { return }
+        loop.modify(pausedInputFD, events: CLINUX_EPOLLIN)
+        pausedInputFD = -1
+    }
+
+    private func dropClient() {
+        guard clientFD >= 0 else { return }
+        if pausedInputFD == clientFD { pausedInputFD = -1 }
+        clientLock.withLock {
+            close(clientFD)
+            clientFD = -1
+        }
+    }
+
+    /// Raw input so the guest sees every key, but keep ISIG so Ctrl-C still stops cprvmm
+    /// (QEMU's `-serial stdio` default, signal=on).
+    private func makeTerminalRaw() {
+        guard isatty(0) != 0 else { return }
+        var attributes = termios()
+        guard tcgetattr(0, &attributes) == 0 else { return }
+        savedTerminal = attributes
+        cfmakeraw(&attributes)
+        attributes.c_lflag |= tcflag_t(ISIG)
+        attributes.c_oflag |= tcflag_t(OPOST | ONLCR)
+        tcsetattr(0, TCSANOW, &attributes)
+    }
+
+    func restoreTerminal() {
+        guard var saved = savedTerminal else { return }
+        tcsetattr(0, TCSANOW, &saved)
+        savedTerminal = nil
+    }
+
+    /// Creates a listening UNIX socket, owner-only, replacing a stale socket file.
+    static func listen(path: String) throws -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else {
+            throw ConfigurationError("unix:\(path): path longer than \(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw ConfigurationError("unix:\(path): socket: \(SystemError.describe(errno))") }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        func bindSocket() -> Int32 {
+            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        }
+        let oldMask = umask(0o077)
+        defer { umask(oldMask) }
+        if bindSocket() != 0 {
+            let code = errno
+            // A socket file left by a dead process is replaced; a live listener is not.
+            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            let alive = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) == 0 }
+            }
+            close(probe)
+            guard code == EADDRINUSE, !alive, unlink(path) == 0, bindSocket() == 0 else {
+                close(fd)
+                let why = alive ? "another process is listening on it" : SystemError.describe(code)
+                throw ConfigurationError("unix:\(path): cannot listen: \(why)")
+            }
+        }
+        guard Glibc.listen(fd, 8) == 0 else {
+            close(fd)
+            throw ConfigurationError("unix:\(path): listen: \(SystemError.describe(errno))")
+        }
+        return fd
+    }
+}

@@ -1,0 +1,58 @@
+import CKVM
+import Glibc
+
+/// A KVM virtual machine: memory slots, in-kernel irqchip and PIT, interrupt lines, vCPUs.
+public final class VmFd {
+    let fd: Int32
+    let kvm: Kvm
+
+    init(fd: Int32, kvm: Kvm) {
+        self.fd = fd
+        self.kvm = kvm
+    }
+
+    deinit { close(fd) }
+
+    /// Maps host memory into the guest-physical address space as slot `slot`.
+    func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, size: UInt64, host: UnsafeMutableRawPointer, readOnly: Bool) throws(SystemError) {
+        var region = kvm_userspace_memory_region(
+            slot: slot,
+            flags: readOnly ? UInt32(KVM_MEM_READONLY) : 0,
+            guest_phys_addr: guestAddress,
+            memory_size: size,
+            userspace_addr: UInt64(UInt(bitPattern: host)))
+        try ioctlChecked(fd, CKVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION slot \(slot)")
+    }
+
+    /// Real-mode support pages KVM needs on Intel; placed just below the firmware area, as QEMU does.
+    func setRealModeSupportPages(identityMap: UInt64, tss: UInt64) throws(SystemError) {
+        var address = identityMap
+        try ioctlChecked(fd, CKVM_SET_IDENTITY_MAP_ADDR, &address, "KVM_SET_IDENTITY_MAP_ADDR")
+        try ioctlChecked(fd, CKVM_SET_TSS_ADDR, value: Int(tss), "KVM_SET_TSS_ADDR")
+    }
+
+    /// Creates the in-kernel PIC pair + IOAPIC (and per-vCPU LAPICs) and the i8254 PIT.
+    func createIrqchipAndPit() throws(SystemError) {
+        try ioctlChecked(fd, CKVM_CREATE_IRQCHIP, value: 0, "KVM_CREATE_IRQCHIP")
+        var pit = kvm_pit_config()
+        try ioctlChecked(fd, CKVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2")
+    }
+
+    /// Drives an ISA interrupt line (PIC pin and IOAPIC pin `irq`) to `level`.
+    func setIrqLine(_ irq: UInt32, level: Bool) throws(SystemError) {
+        var line = kvm_irq_level()
+        line.irq = irq
+        line.level = level ? 1 : 0
+        try ioctlChecked(fd, CKVM_IRQ_LINE, &line, "KVM_IRQ_LINE \(irq)")
+    }
+
+    func createVcpu(index: Int) throws(SystemError) -> VcpuFd {
+        let vcpufd = try ioctlChecked(fd, CKVM_CREATE_VCPU, value: index, "KVM_CREATE_VCPU \(index)")
+        do {
+            return try VcpuFd(fd: vcpufd, index: index, mmapSize: kvm.vcpuMmapSize())
+        } catch {
+            close(vcpufd)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import CGuest
+import CKVM
+import CLinux
+import Glibc
+
+/// A running VM: KVM objects, guest memory, devices, vCPU threads and the event loop.
+public final class Machine {
+    /// Real-mode support pages just below the firmware area (QEMU's choice of addresses).
+    static let identityMapAddress: UInt64 = 0xFEFF_C000
+    static let realModeTSSAddress: UInt64 = 0xFEFF_D000
+    /// How often the event loop checks for vCPUs halted with interrupts off.
+    static let haltWatchdogMilliseconds = 1000
+
+    public let config: MachineConfig
+    let kvm: Kvm
+    let vm: VmFd
+    let memory: MachineMemory
+    let bus = IoBus()
+    let loop: EventLoop
+    private(set) var vcpus: [VcpuThread] = []
+    private var serialBackend: SerialBackend?
+    private var serialPort: SerialPort?
+    let unknownMMIOLogger = RateLimiter()
+    private let exitLock = Lock()
+    private var exitStatus: Int32?
+
+    public init(config: MachineConfig) throws {
+        self.config = config
+        let kvm = try Kvm()
+        let maxVcpus = min(Int(GUEST_MAX_VCPUS), kvm.maxVcpus)
+        guard config.smp <= maxVcpus else {
+            throw ConfigurationError("-smp \(config.smp): this host allows at most \(maxVcpus) vCPUs")
+        }
+        let firmware = try config.bios.map { try Firmware.load(path: $0) }
+        let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
+        self.kvm = kvm
+        self.vm = try kvm.createVM()
+        self.memory = try MachineMemory(config: config, firmware: firmware)
+        self.loop = try EventLoop()
+        for line in memory.summary { Log.info(line) }
+
+        try vm.setRealModeSupportPages(identityMap: Machine.identityMapAddress, tss: Machine.realModeTSSAddress)
+        try vm.createIrqchipAndPit()
+        try memory.register(with: vm)
+        try createDevices()
+        let entry: BootEntry
+        if let kernel {
+            entry = try kernel.load(into: memory.guest, name: config.kernel!)
+        } else if firmware != nil {
+            entry = .resetVector
+        } else {
+            entry = try BuiltinGuest.load(into: memory.guest)
+        }
+        try createVcpus(entry: entry, isBuiltinGuest: kernel == nil && firmware == nil)
+    }
+
+    private func createDevices() throws {
+        bus.register(DebugExit { [unowned self] status in
+            requestExit(status: status, reason: nil)
+        }, base: DebugExit.basePort, count: DebugExit.portCount)
+        guard config.serial != .none else { return }
+        let backend = try SerialBackend(config.serial)
+        let port = SerialPort(backend: backend) { [unowned self] level in
+            do { try vm.setIrqLine(SerialPort.irq, level: level) } catch { Log.error("serial interrupt: \(error)") }
+        }
+        port.onSpaceAvailable = { [unowned self] in loop.post { backend.resumeInput(loop: self.loop) } }
+        bus.register(port, base: SerialPort.basePort, count: Serial16550.portCount)
+        try backend.attach(to: loop) { bytes in port.receive(bytes) }
+        serialBackend = backend
+        serialPort = port
+    }
+
+    private func createVcpus(entry: BootEntry, isBuiltinGuest: Bool) throws {
+        let supported = try kvm.supportedCPUID()
+        var tscKHz: UInt64 = 0
+        for index in 0..<config.smp {
+            let vcpu = try vm.createVcpu(index: index)
+            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpu: index))
+            if index == 0 { tscKHz = UInt64(try vcpu.tscKHz()) }
+            if case .longMode(let rip, let userMode, let withIDT) = entry {
+                var sregs = try vcpu.getSpecialRegisters()
+                sregs = X86LongMode.specialRegisters(sregs, vcpu: index, vcpuCount: config.smp, userMode: userMode, withIDT: withIDT)
+                try vcpu.setSpecialRegisters(sregs)
+                var regs = kvm_regs()
+                regs.rip = rip
+                regs.rsp = X86LongMode.userStackTop(index)
+                regs.rdi = UInt64(GUEST_BOOT_INFO)
+                regs.rsi = UInt64(index)
+                regs.rflags = 0x2 | (userMode ? 0x3000 : 0)  // IOPL 3 lets user mode do port I/O
+                try vcpu.setRegisters(regs)
+                // Direct boot: secondary vCPUs run at once instead of waiting for INIT/SIPI.
+                try vcpu.setMPState(CKVM_MP_STATE_RUNNABLE)
+            }
+            vcpus.append(VcpuThread(vcpu: vcpu, handler: self))
+        }
+        if case .longMode = entry {
+            try X86LongMode.writeStructures(
+                into: memory.guest, vcpuCount: config.smp,
+                identityMapBytes: max(MachineMemory.highMemoryStart, memory.ramRanges.last!.end))
+            var info = BootInfo(tscKHz: tscKHz, cpuCount: config.smp, ramRanges: memory.ramRanges)
+            if isBuiltinGuest {
+                info.mode = config.builtinGuest.mode == .spin ? 1 : 0
+                info.fillRanges = BuiltinGuest.fillRanges(ram: memory.ramRanges, totalRAM: config.ramSize, percent: config.builtinGuest.fillPercent)
+            }
+            try info.write(into: memory.guest)
+        }
+    }
+
+    /// Runs the VM until the guest ends it, a fatal error, or SIGINT/SIGTERM. Returns the exit status.
+    public func run() throws -> Int32 {
+        try watchTerminationSignals()
+        try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in probeIdleVcpus() }
+        VcpuThread.installKickHandler()
+        for vcpu in vcpus { try vcpu.start() }
+        resume()
+        loop.run()
+        shutdownVcpus()
+        serialBackend?.restoreTerminal()
+        return exitLock.withLock { exitStatus ?? 0 }
+    }
+
+    /// Pauses every vCPU and returns once all are outside KVM_RUN. Returns how long that took (ns).
+    @discardableResult
+    public func pause() -> UInt64 {
+        let start = monotonicNanoseconds()
+        for vcpu in vcpus { vcpu.request(.paused) }
+        for vcpu in vcpus { vcpu.wait(for: .paused) }
+        return monotonicNanoseconds() - start
+    }
+
+    public func resume() {
+        for vcpu in vcpus { vcpu.request(.running) }
+    }
+
+    /// Ends the VM with `status`; the first request wins. Safe from any thread.
+    func requestExit(status: Int32, reason: String?) {
+        let first = exitLock.withLock { () -> Bool in
+            guard exitStatus == nil else { return false }
+            exitStatus = status
+            return true
+        }
+        guard first else { return }
+        if let reason { Log.info(reason) }
+        loop.post { [unowned self] in loop.stop() }
+    }
+
+    private func shutdownVcpus() {
+        for vcpu in vcpus { vcpu.request(.stopped) }
+        for vcpu in vcpus { vcpu.join() }
+    }
+
+    /// SIGINT and SIGTERM end the VM in order (exit 0), through a signalfd on the loop thread.
+    private func watchTerminationSignals() throws {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGTERM)
+        let fd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        guard fd >= 0 else { throw SystemError("signalfd", errno: errno) }
+        try loop.add(fd, events: CLINUX_EPOLLIN) { [unowned self] _ in
+            var info = signalfd_siginfo()
+            guard read(fd, &info, MemoryLayout<signalfd_siginfo>.size) > 0 else { return }
+            let name = info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
+            requestExit(status: 0, reason: "received \(name), shutting down")
+        }
+    }
+
+    private var lastExitCounts: [UInt64] = []
+
+    private func probeIdleVcpus() {
+        let counts = vcpus.map(\.exitCount)
+        if counts.count == lastExitCounts.count {
+            for (vcpu, previous) in zip(vcpus, lastExitCounts) { vcpu.probeForHalt(previousExitCount: previous) }
+        }
+        lastExitCounts = counts
+    }
+}

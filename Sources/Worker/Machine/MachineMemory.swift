@@ -1,0 +1,98 @@
+import Glibc
+
+/// Guest RAM as a PC lays it out: main RAM below 3 GiB, the rest above 4 GiB (leaving the
+/// hole where firmware and the LAPIC/IOAPIC live), and `-bios` firmware just below 4 GiB with
+/// its last 128 KiB aliased below 1 MiB, where real-mode code expects it.
+final class MachineMemory {
+    static let lowMemoryLimit: UInt64 = 3 << 30
+    static let highMemoryStart: UInt64 = 4 << 30
+    static let maxRAM: UInt64 = 256 << 30
+    static let isaBiosAliasSize = 128 << 10
+
+    /// Every RAM block; main RAM first.
+    let blocks: [RamBlock]
+    let guest: GuestMemory
+    /// Where main RAM appears in guest-physical space.
+    let ramRanges: [BootInfo.Range]
+
+    init(config: MachineConfig, firmware: Firmware?) throws {
+        guard config.ramSize <= MachineMemory.maxRAM else {
+            throw ConfigurationError("-m: \(config.ramSize >> 20) MiB is more than the \(MachineMemory.maxRAM >> 30) GiB cprvmm supports")
+        }
+        let main = try MachineMemory.createMainRAM(config)
+        var blocks = [main]
+        let low = min(main.size, MachineMemory.lowMemoryLimit)
+        var regions: [GuestRegion] = []
+        var ramRanges: [BootInfo.Range] = [(0, low)]
+        if let firmware {
+            let bios = try MachineMemory.createFirmwareBlock(firmware, memfd: config.memfdAlloc)
+            blocks.append(bios)
+            let size = UInt64(firmware.bytes.count)
+            regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart - size), size: size, block: bios, blockOffset: 0, readOnly: true))
+            // Real-mode code jumps to F000:xxxx; give it the image's last 128 KiB there, read-only.
+            let alias = min(UInt64(MachineMemory.isaBiosAliasSize), size)
+            let aliasStart: UInt64 = 0x10_0000 - alias
+            regions.append(GuestRegion(start: GuestAddress(aliasStart), size: alias, block: bios, blockOffset: size - alias, readOnly: true))
+            regions.append(GuestRegion(start: GuestAddress(0), size: aliasStart, block: main, blockOffset: 0, readOnly: false))
+            if low > 0x10_0000 {
+                regions.append(GuestRegion(start: GuestAddress(0x10_0000), size: low - 0x10_0000, block: main, blockOffset: 0x10_0000, readOnly: false))
+            }
+        } else {
+            regions.append(GuestRegion(start: GuestAddress(0), size: low, block: main, blockOffset: 0, readOnly: false))
+        }
+        if main.size > low {
+            let high = main.size - low
+            regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart), size: high, block: main, blockOffset: low, readOnly: false))
+            ramRanges.append((MachineMemory.highMemoryStart, MachineMemory.highMemoryStart + high))
+        }
+        self.blocks = blocks
+        self.guest = try GuestMemory(regions: regions)
+        self.ramRanges = ramRanges
+    }
+
+    /// Main RAM: the named backend, else a memfd "pc.ram" (memfd-alloc=on) or anonymous memory.
+    private static func createMainRAM(_ config: MachineConfig) throws -> RamBlock {
+        do {
+            guard let id = config.memoryBackendID, let backend = config.memoryBackends.first(where: { $0.id == id }) else {
+                return config.memfdAlloc
+                    ? try RamBlock.memfd(name: "pc.ram", size: config.ramSize)
+                    : try RamBlock.anonymous(name: "pc.ram", size: config.ramSize)
+            }
+            let block: RamBlock
+            switch backend.kind {
+            case .memfd: block = try RamBlock.memfd(name: backend.id, size: backend.size, shared: backend.share)
+            case .file: block = try RamBlock.file(name: backend.id, path: backend.memPath ?? "", size: backend.size, shared: backend.share)
+            case .ram: block = try RamBlock.anonymous(name: backend.id, size: backend.size, shared: backend.share)
+            }
+            if backend.prealloc { block.preallocate() }
+            return block
+        } catch {
+            throw ConfigurationError("cannot allocate guest RAM: \(error)")
+        }
+    }
+
+    private static func createFirmwareBlock(_ firmware: Firmware, memfd: Bool) throws -> RamBlock {
+        let size = UInt64(firmware.bytes.count)
+        let block = memfd ? try RamBlock.memfd(name: "pc.bios", size: size) : try RamBlock.anonymous(name: "pc.bios", size: size)
+        firmware.bytes.withUnsafeBytes { block.host.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return block
+    }
+
+    /// Hands every region to KVM as a memory slot.
+    func register(with vm: VmFd) throws(SystemError) {
+        for (slot, region) in guest.regions.enumerated() {
+            try vm.setUserMemoryRegion(
+                slot: UInt32(slot), guestAddress: region.start.raw, size: region.size,
+                host: region.block.host + Int(region.blockOffset), readOnly: region.readOnly)
+        }
+    }
+
+    /// One line per block for the start-up log: name, size, backing, sharing, huge pages.
+    var summary: [String] {
+        blocks.map { block in
+            var backing = block.backing.name
+            if case .file(let path) = block.backing { backing += " \(path)" }
+            return "RAM \(block.name): \(block.size >> 20) MiB, \(backing), \(block.shared ? "shared" : "private"), \(block.hugePages)"
+        }
+    }
+}
