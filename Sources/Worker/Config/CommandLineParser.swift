@@ -323,7 +323,7 @@ public enum CommandLineParser {
             ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
         }
 
-        /// A guest RAM size: `text` parsed with `defaultUnit`, a multiple of 4 KiB, 16 MiB...1 TiB.
+        /// A guest RAM size: `text` parsed with `defaultUnit`, a multiple of 4 KiB, 16 MiB...256 GiB.
         func ramSize(_ text: String, defaultUnit: UInt64, context: String) throws(CommandLineError) -> UInt64 {
             guard let size = SizeParser.parse(text, defaultUnit: defaultUnit) else {
                 throw CommandLineError(

@@ -31,7 +31,8 @@ public struct MachineConfig: Equatable, Sendable {
 
     public static let defaultRAMSize: UInt64 = 128 << 20
     public static let minimumRAMSize: UInt64 = 16 << 20
-    public static let maximumRAMSize: UInt64 = 1 << 40
+    /// What the page tables cprvmm builds for direct boot can map (docs/guest.md).
+    public static let maximumRAMSize: UInt64 = 256 << 30
     /// Guest RAM sizes must be multiples of this (one page).
     public static let ramAlignment: UInt64 = 4 << 10
     public static let maximumCPUs = 255

@@ -28,7 +28,7 @@ public enum Usage {
                         equal cpus (no CPU hotplug), sockets*cores*threads must equal cpus
         -m [size=]megs  set guest RAM size (default=128M); a bare number is in MiB, a K, M,
                         G or T suffix and a fraction (1.5G) are accepted; the size must be
-                        a multiple of 4K from 16M to 1T
+                        a multiple of 4K from 16M to 256G
         -nodefaults     create no default devices (no serial port unless -serial is given)
         -no-user-config accepted for compatibility (cprvmm reads no configuration files)
 
@@ -59,12 +59,14 @@ public enum Usage {
                         -nodefaults is given
 
         Boot options:
-        -kernel bzImage boot this Linux kernel image (not with -bios)
+        -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
+                        entry contract in docs/guest.md)
         -bios file      boot this firmware image (not with -kernel)
         -builtin-guest [fill=pct][,mode=sleep|spin]
                         set up cprvmm's built-in guest, which runs when neither -kernel nor
                         -bios is given: it fills pct% of guest RAM (0 to 90, default=25)
-                        with a pattern, then idles; mode=sleep halts until each 1 kHz timer
+                        with a pattern, prints 'tick N' about every millisecond and keeps
+                        re-verifying the pattern; mode=sleep halts until each 1 kHz timer
                         tick (default, cheap on host CPU), mode=spin busy-loops (benchmarks)
 
         """

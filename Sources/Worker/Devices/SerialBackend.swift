@@ -157,7 +157,7 @@ final class SerialBackend {
         func bindSocket() -> Int32 {
             withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
         }
-        let oldMask = umask(0o077)
+        let oldMask = umask(0o177)  // socket file mode 0600: owner-only
         defer { umask(oldMask) }
         if bindSocket() != 0 {
             let code = errno

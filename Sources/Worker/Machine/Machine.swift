@@ -26,13 +26,14 @@ public final class Machine {
 
     public init(config: MachineConfig) throws {
         self.config = config
+        // Files first: a wrong path is the user's to fix whatever the host's KVM can do.
+        let firmware = try config.bios.map { try Firmware.load(path: $0) }
+        let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
         let kvm = try Kvm()
         let maxVcpus = min(Int(GUEST_MAX_VCPUS), kvm.maxVcpus)
         guard config.smp <= maxVcpus else {
             throw ConfigurationError("-smp \(config.smp): this host allows at most \(maxVcpus) vCPUs")
         }
-        let firmware = try config.bios.map { try Firmware.load(path: $0) }
-        let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
         self.kvm = kvm
         self.vm = try kvm.createVM()
         self.memory = try MachineMemory(config: config, firmware: firmware)
@@ -128,12 +129,13 @@ public final class Machine {
         return monotonicNanoseconds() - start
     }
 
+    /// Lets every vCPU run again after `pause()`.
     public func resume() {
         for vcpu in vcpus { vcpu.request(.running) }
     }
 
     /// Ends the VM with `status`; the first request wins. Safe from any thread.
-    func requestExit(status: Int32, reason: String?) {
+    public func requestExit(status: Int32, reason: String?) {
         let first = exitLock.withLock { () -> Bool in
             guard exitStatus == nil else { return false }
             exitStatus = status

@@ -6,7 +6,6 @@ import Glibc
 final class MachineMemory {
     static let lowMemoryLimit: UInt64 = 3 << 30
     static let highMemoryStart: UInt64 = 4 << 30
-    static let maxRAM: UInt64 = 256 << 30
     static let isaBiosAliasSize = 128 << 10
 
     /// Every RAM block; main RAM first.
@@ -16,9 +15,6 @@ final class MachineMemory {
     let ramRanges: [BootInfo.Range]
 
     init(config: MachineConfig, firmware: Firmware?) throws {
-        guard config.ramSize <= MachineMemory.maxRAM else {
-            throw ConfigurationError("-m: \(config.ramSize >> 20) MiB is more than the \(MachineMemory.maxRAM >> 30) GiB cprvmm supports")
-        }
         let main = try MachineMemory.createMainRAM(config)
         var blocks = [main]
         let low = min(main.size, MachineMemory.lowMemoryLimit)
@@ -92,7 +88,7 @@ final class MachineMemory {
         blocks.map { block in
             var backing = block.backing.name
             if case .file(let path) = block.backing { backing += " \(path)" }
-            return "RAM \(block.name): \(block.size >> 20) MiB, \(backing), \(block.shared ? "shared" : "private"), \(block.hugePages)"
+            return "RAM \(block.name): \(SizeParser.describe(block.size)), \(backing), \(block.shared ? "shared" : "private"), \(block.hugePages)"
         }
     }
 }
