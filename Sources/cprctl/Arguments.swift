@@ -1,0 +1,117 @@
+import Shared
+
+/// What the command line asks for.
+enum CprctlCommand: Equatable {
+    case help
+    case version
+    case status(StatusOptions)
+}
+
+struct StatusOptions: Equatable {
+    var target: VMTarget = .automatic
+    var json = false
+    var timeoutSeconds: Double = 5
+}
+
+/// Which VM to talk to.
+enum VMTarget: Equatable {
+    /// The only VM in the runtime directory.
+    case automatic
+    /// A VM by its `-name`, found in the runtime directory.
+    case name(String)
+    /// An explicit QMP socket path.
+    case socket(String)
+}
+
+/// A command line cprctl does not understand; the description is the whole message.
+struct UsageError: Error, Equatable, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
+
+enum ArgumentParser {
+    static let helpHint = "(try 'cprctl --help')"
+
+    static func parse(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        guard let first = arguments.first else { throw UsageError("missing command \(helpHint)") }
+        switch first {
+        case "-h", "--help", "help": return .help
+        case "--version": return .version
+        case "status": return try parseStatus(Array(arguments.dropFirst()))
+        default:
+            if first.hasPrefix("-") { throw UsageError("unknown option '\(first)' \(helpHint)") }
+            throw UsageError("unknown command '\(first)' \(helpHint)")
+        }
+    }
+
+    private static func parseStatus(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var options = StatusOptions()
+        var names: [String] = []
+        var socket: String?
+        var timeout: Double?
+        var index = 0
+        var optionsEnded = false
+
+        /// The value of an option given as `--opt VALUE` or `--opt=VALUE`.
+        func value(of option: String, inline: String?) throws(UsageError) -> String {
+            if let inline { return inline }
+            index += 1
+            guard index < arguments.count else { throw UsageError("option '\(option)' needs a value \(helpHint)") }
+            return arguments[index]
+        }
+
+        while index < arguments.count {
+            let argument = arguments[index]
+            if optionsEnded || !argument.hasPrefix("-") || argument == "-" {
+                names.append(argument)
+                index += 1
+                continue
+            }
+            let (option, inline) = splitOption(argument)
+            switch option {
+            case "--":
+                optionsEnded = true
+            case "-h", "--help":
+                return .help
+            case "--json":
+                guard inline == nil else { throw UsageError("option '--json' takes no value \(helpHint)") }
+                options.json = true
+            case "--socket":
+                guard socket == nil else { throw UsageError("option '--socket' given twice") }
+                let path = try value(of: option, inline: inline)
+                guard !path.isEmpty else { throw UsageError("option '--socket' needs a path") }
+                socket = path
+            case "--timeout":
+                guard timeout == nil else { throw UsageError("option '--timeout' given twice") }
+                let text = try value(of: option, inline: inline)
+                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
+                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
+                }
+                timeout = seconds
+            default:
+                throw UsageError("unknown option '\(option)' for status \(helpHint)")
+            }
+            index += 1
+        }
+
+        if names.count > 1 { throw UsageError("status takes one VM name, got \(names.count): \(names.joined(separator: " "))") }
+        if let name = names.first {
+            if socket != nil { throw UsageError("give a VM name or --socket PATH, not both") }
+            do { try RuntimeDirectory.validate(name: name) } catch { throw UsageError(error.description) }
+            options.target = .name(name)
+        } else if let socket {
+            options.target = .socket(socket)
+        }
+        if let timeout { options.timeoutSeconds = timeout }
+        return .status(options)
+    }
+
+    /// "--socket=/x" → ("--socket", "/x"); "--json" → ("--json", nil).
+    private static func splitOption(_ argument: String) -> (String, String?) {
+        guard argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") else { return (argument, nil) }
+        return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
+    }
+}

@@ -1,0 +1,66 @@
+import Glibc
+import Shared
+
+/// What a cprctl run produced: its exit status and the text for stdout and stderr.
+/// Kept apart from printing so tests can run whole command lines.
+struct CprctlResult: Equatable {
+    var exitStatus: Int32
+    var output = ""
+    var errorOutput = ""
+
+    static func failure(_ message: String) -> CprctlResult {
+        CprctlResult(exitStatus: 1, errorOutput: "cprctl: \(message)\n")
+    }
+}
+
+enum Cprctl {
+    /// Runs one command line (without the program name). `runtimeBase` is where VM names
+    /// are looked up; `now` gives the wall clock for "ago" in status.
+    static func run(
+        _ arguments: [String],
+        runtimeBase: String = RuntimeDirectory.base,
+        now: () -> Double = Formatting.now
+    ) -> CprctlResult {
+        let command: CprctlCommand
+        do {
+            command = try ArgumentParser.parse(arguments)
+        } catch {
+            return .failure(error.description)
+        }
+        switch command {
+        case .help:
+            return CprctlResult(exitStatus: 0, output: Usage.text + "\n")
+        case .version:
+            return CprctlResult(exitStatus: 0, output: Usage.versionLine + "\n")
+        case .status(let options):
+            return status(options, runtimeBase: runtimeBase, now: now)
+        }
+    }
+
+    static func status(_ options: StatusOptions, runtimeBase: String, now: () -> Double) -> CprctlResult {
+        let target: ResolvedTarget
+        do {
+            target = try TargetResolver.resolve(options.target, base: runtimeBase)
+        } catch {
+            return .failure(error.description)
+        }
+        let reply: JSONValue
+        do {
+            let client = try QMPClient(path: target.socketPath, timeoutSeconds: options.timeoutSeconds)
+            defer { client.close() }
+            reply = try client.execute("x-query-cprvmm")
+        } catch {
+            if case .command(let errorClass, _) = error, errorClass == "CommandNotFound" {
+                return .failure("\(error) (\(target.socketPath) is not a cprvmm QMP socket, or its cprvmm is too old)")
+            }
+            return .failure(error.description)
+        }
+        guard reply.objectValue != nil else {
+            return .failure("unexpected reply from \(target.socketPath): x-query-cprvmm returned \(JSON.serialize(reply))")
+        }
+        if options.json {
+            return CprctlResult(exitStatus: 0, output: JSON.serializePretty(reply) + "\n")
+        }
+        return CprctlResult(exitStatus: 0, output: StatusReport.format(reply, now: now()) + "\n")
+    }
+}

@@ -1,0 +1,78 @@
+import Shared
+
+/// Turns the reply of `x-query-cprvmm` into the human `cprctl status` text, aligned like
+/// `systemctl status`. Tolerant: a missing or mistyped field prints as "(unknown)" rather
+/// than hiding the rest of the report.
+enum StatusReport {
+    /// Labels are padded to this width (after the two-space indent).
+    static let labelWidth = 14
+    static let unknown = "(unknown)"
+    static let none = "(none)"
+
+    /// The report, one line per entry, without a trailing newline. `now` is Unix time in
+    /// seconds, for "(5min 3s ago)".
+    static func format(_ status: JSONValue, now: Double) -> String {
+        let name = status["name"]?.stringValue ?? "(unnamed VM)"
+        var lines = ["\(name): \(status["status"]?.stringValue ?? unknown)"]
+
+        func add(_ label: String, _ values: [String]) {
+            let values = values.isEmpty ? [none] : values
+            let prefix = "  " + label + ":"
+            let padding = String(repeating: " ", count: max(1, labelWidth - label.count - 1))
+            lines.append(prefix + padding + values[0])
+            let indent = String(repeating: " ", count: 2 + max(labelWidth, label.count + 2))
+            for value in values.dropFirst() { lines.append(indent + value) }
+        }
+
+        add("PID", [status["pid"]?.intValue.map { String($0) } ?? unknown])
+        add("Binary", [status["binary"]?.stringValue ?? unknown])
+        var version = status["version"]?.stringValue ?? unknown
+        if let buildID = status["build-id"]?.stringValue { version += " (build id \(buildID))" }
+        add("Version", [version])
+        add("Image start", [timeAndAge(status["image-started"]?.doubleValue, now: now)])
+        add("VM uptime", [status["vm-uptime-ms"]?.intValue.map { Formatting.duration(milliseconds: $0) } ?? unknown])
+        add("Updates", [status["update-generation"]?.intValue.map { String($0) } ?? unknown])
+        add("vCPUs", [status["vcpus"]?.intValue.map { String($0) } ?? unknown])
+        add("RAM", status["memory"]?.arrayValue.map { $0.map(memoryLine) } ?? [unknown])
+        let sockets = status["sockets"]
+        add("QMP socket", socketPaths(sockets?["qmp"]))
+        add("HMP socket", socketPaths(sockets?["hmp"]))
+        add("Console", socketPaths(sockets?["serial"]))
+        return lines.joined(separator: "\n")
+    }
+
+    /// "2026-11-27 13:40:01 UTC (5min 3s ago)".
+    static func timeAndAge(_ unixSeconds: Double?, now: Double) -> String {
+        guard let unixSeconds, unixSeconds.isFinite else { return unknown }
+        let text = Formatting.utcTime(unixSeconds: unixSeconds)
+        let age = (now - unixSeconds) * 1000
+        guard age >= 0, age < 1e15 else { return text }
+        return text + " (\(Formatting.duration(milliseconds: Int64(age.rounded()))) ago)"
+    }
+
+    /// "pc.ram 1 GiB memfd, shared" or "ram1 512 MiB file /dev/shm/x, shared".
+    static func memoryLine(_ block: JSONValue) -> String {
+        var parts = [block["id"]?.stringValue ?? "?"]
+        if let size = block["size"]?.intValue, size >= 0 {
+            parts.append(Formatting.size(bytes: UInt64(size)))
+        } else if let size = block["size"]?.doubleValue, size >= 0, size < 1.8e19 {
+            parts.append(Formatting.size(bytes: UInt64(size)))  // a size above Int64.max arrives as a double
+        }
+        let backing = block["backing"]?.stringValue ?? "unknown backing"
+        parts.append(backing)
+        if let path = block["path"]?.stringValue { parts.append(path) }
+        var line = parts.joined(separator: " ")
+        if let shared = block["shared"]?.boolValue { line += shared ? ", shared" : ", private" }
+        return line
+    }
+
+    /// A socket entry: an array of paths, one path, or null.
+    static func socketPaths(_ value: JSONValue?) -> [String] {
+        switch value {
+        case .string(let path): return [path]
+        case .array(let paths): return paths.map { $0.stringValue ?? JSON.serialize($0) }
+        case .null: return []
+        default: return [unknown]
+        }
+    }
+}

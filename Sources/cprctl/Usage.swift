@@ -1,0 +1,34 @@
+import Shared
+
+enum Usage {
+    static var text: String {
+        """
+        Usage: cprctl COMMAND [OPTIONS]
+
+        Controls a running cprvmm VM through its QMP socket.
+
+        Commands:
+          status [NAME | --socket PATH] [--json] [--timeout SECONDS]
+                              Show what a VM is doing: state, process, version and build id,
+                              when the running image started, VM uptime, live updates,
+                              vCPUs, RAM blocks and sockets.
+                              --json prints the VMM's x-query-cprvmm reply as JSON.
+                              --timeout bounds each wait for the VM (default 5 s).
+          help                Show this help.
+
+        Options:
+          -h, --help          Show this help and exit.
+          --version           Show cprctl's version and build id and exit.
+
+        Choosing a VM:
+          NAME is the VM's -name: its QMP socket is <dir>/NAME/qmp.sock, where <dir> is
+          $\(RuntimeDirectory.environmentVariable) if set, else \(RuntimeDirectory.defaultBase).
+          Without NAME or --socket, cprctl uses the only VM found in <dir>.
+
+        Exit status: 0 on success, 1 on any error (including a wrong command line),
+        with a one-line message on stderr starting with "cprctl: ".
+        """
+    }
+
+    static var versionLine: String { "cprctl version \(BuildInfo.version) (build id \(BuildInfo.buildID))" }
+}

@@ -1,0 +1,58 @@
+import Testing
+
+@testable import cprctl
+
+@Suite struct ArgumentParserTests {
+    static func status(_ target: VMTarget = .automatic, json: Bool = false, timeout: Double = 5) -> CprctlCommand {
+        .status(StatusOptions(target: target, json: json, timeoutSeconds: timeout))
+    }
+
+    @Test(
+        arguments: [
+            (["--help"], CprctlCommand.help),
+            (["-h"], .help),
+            (["help"], .help),
+            (["--version"], .version),
+            (["status"], status()),
+            (["status", "--json"], status(json: true)),
+            (["status", "web1"], status(.name("web1"))),
+            (["status", "web1", "--json"], status(.name("web1"), json: true)),
+            (["status", "--json", "web1"], status(.name("web1"), json: true)),
+            (["status", "--socket", "/tmp/q.sock"], status(.socket("/tmp/q.sock"))),
+            (["status", "--socket=/tmp/q.sock", "--json"], status(.socket("/tmp/q.sock"), json: true)),
+            (["status", "--timeout", "0.5"], status(timeout: 0.5)),
+            (["status", "--timeout=30", "web1"], status(.name("web1"), timeout: 30)),
+            (["status", "--", "-odd-name"], status(.name("-odd-name"))),
+            (["status", "--help"], .help),
+            (["status", "web1", "-h"], .help),
+        ] as [([String], CprctlCommand)])
+    func validCommandLines(arguments: [String], expected: CprctlCommand) throws {
+        #expect(try ArgumentParser.parse(arguments) == expected)
+    }
+
+    @Test(
+        arguments: [
+            ([], "missing command (try 'cprctl --help')"),
+            (["stat"], "unknown command 'stat' (try 'cprctl --help')"),
+            (["--frobnicate"], "unknown option '--frobnicate' (try 'cprctl --help')"),
+            (["-v"], "unknown option '-v' (try 'cprctl --help')"),
+            (["status", "--verbose"], "unknown option '--verbose' for status (try 'cprctl --help')"),
+            (["status", "-j"], "unknown option '-j' for status (try 'cprctl --help')"),
+            (["status", "a", "b"], "status takes one VM name, got 2: a b"),
+            (["status", "web1", "--socket", "/x"], "give a VM name or --socket PATH, not both"),
+            (["status", "--socket"], "option '--socket' needs a value (try 'cprctl --help')"),
+            (["status", "--socket="], "option '--socket' needs a path"),
+            (["status", "--socket", "/a", "--socket", "/b"], "option '--socket' given twice"),
+            (["status", "--json=yes"], "option '--json' takes no value (try 'cprctl --help')"),
+            (["status", "--timeout", "soon"], "invalid timeout 'soon': expected seconds, more than 0 and at most 86400"),
+            (["status", "--timeout", "0"], "invalid timeout '0': expected seconds, more than 0 and at most 86400"),
+            (["status", "--timeout", "nan"], "invalid timeout 'nan': expected seconds, more than 0 and at most 86400"),
+            (["status", "--timeout"], "option '--timeout' needs a value (try 'cprctl --help')"),
+            (["status", "a/b"], "invalid VM name 'a/b': a name cannot contain '/'"),
+            (["status", ".."], "invalid VM name '..': a name cannot be \".\" or \"..\""),
+            (["status", ""], "invalid VM name '': a name cannot be empty"),
+        ] as [([String], String)])
+    func invalidCommandLines(arguments: [String], message: String) {
+        #expect(throws: UsageError(message)) { try ArgumentParser.parse(arguments) }
+    }
+}
