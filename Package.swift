@@ -6,7 +6,8 @@ import PackageDescription
 let package = Package(
     name: "cprvmm",
     products: [
-        .executable(name: "cprvmm", targets: ["Supervisor"])
+        .executable(name: "cprvmm", targets: ["Supervisor"]),
+        .executable(name: "cprctl", targets: ["cprctl"]),
     ],
     targets: [
         // C shims for what Swift cannot import: ioctl request numbers, kernel structs.
@@ -24,7 +25,13 @@ let package = Package(
             name: "Supervisor",
             dependencies: ["Worker", "Shared", "CLinux"]
         ),
+        // The operator CLI: speaks QMP to a running cprvmm.
+        .executableTarget(name: "cprctl", dependencies: ["Shared"]),
+        // In-process benchmark of the vCPU pause API (bench/run calls it).
+        .executableTarget(name: "cprvmm-bench", dependencies: ["Worker"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"]),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"]),
+        .testTarget(name: "CprctlTests", dependencies: ["cprctl", "Shared"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Shared"]),
     ],
     swiftLanguageModes: [.v5]

@@ -37,7 +37,7 @@ public enum Worker {
 
     /// SIGINT/SIGTERM are taken through a signalfd on the event loop; they must be blocked in
     /// every thread, so block them before any thread exists (threads inherit the mask).
-    static func blockTerminationSignals() {
+    public static func blockTerminationSignals() {
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)

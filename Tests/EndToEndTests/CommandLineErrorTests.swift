@@ -7,7 +7,8 @@ struct CommandLineErrorTests {
     @Test("errors are one line naming the option, with exit status 1", arguments: [
         (["-foo"], "cprvmm: -foo: unknown option (see cprvmm --help)"),
         (["-m", "12Q"], "cprvmm: -m 12Q: invalid size"),
-        (["-qmp", "unix:/tmp/x,server=on,wait=off"], "cprvmm: -qmp: not supported by this cprvmm version"),
+        (["-incoming", "defer"], "cprvmm: -incoming: not supported by this cprvmm version"),
+        (["-qmp", "tcp:localhost:4444"], "cprvmm: -qmp tcp:localhost:4444: unsupported QMP transport"),
         (["-machine", "memory-backend=nope"], "cprvmm: -machine memory-backend=nope: no -object memory-backend-* with id=nope"),
         (["-kernel", "/nonexistent/kernel"], "cprvmm: -kernel /nonexistent/kernel: no such file or directory"),
         (["-bios", "/nonexistent/bios"], "cprvmm: -bios /nonexistent/bios: no such file or directory"),

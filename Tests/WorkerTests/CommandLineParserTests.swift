@@ -94,7 +94,7 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test(arguments: [
-        "-qmp", "-monitor", "-incoming", "-chardev", "-mon", "-S", "-daemonize", "-drive", "-netdev",
+        "-incoming", "-chardev", "-mon", "-daemonize", "-drive", "-netdev",
         "-device", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
     ])
     func unsupportedQEMUOptionsAreRefused(option: String) {
@@ -103,8 +103,25 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test func unsupportedOptionIsRefusedEvenLastAndWithoutItsArgument() {
-        #expect(failure("-m 1G -qmp") == "-qmp: not supported by this cprvmm version")
-        #expect(failure("-qmp unix:/tmp/qmp.sock,server=on,wait=off") == "-qmp: not supported by this cprvmm version")
+        #expect(failure("-m 1G -incoming") == "-incoming: not supported by this cprvmm version")
+        #expect(failure("-incoming defer") == "-incoming: not supported by this cprvmm version")
+    }
+
+    @Test func monitors() throws {
+        let parsedConfig = try config("-qmp unix:/run/q.sock,server=on,wait=off -qmp unix:/run/q2.sock,server,nowait -monitor unix:/run/h.sock,server=on,wait=off -S")
+        #expect(parsedConfig.qmpSockets == ["/run/q.sock", "/run/q2.sock"])
+        #expect(parsedConfig.monitors == [.unixServer(path: "/run/h.sock")])
+        #expect(parsedConfig.startPaused)
+        #expect(parsedConfig.serial == .stdio)
+        let stdio = try config("-monitor stdio")
+        #expect(stdio.monitors == [.stdio])
+        #expect(stdio.serial == .null, "a monitor on stdio moves the default serial port off stdio")
+        #expect(try config("-monitor stdio -serial file:/x").serial == .file(path: "/x"))
+        #expect(try config("-monitor none").monitors.isEmpty)
+        #expect(failure("-qmp tcp:localhost:4444") == "-qmp tcp:localhost:4444: unsupported QMP transport (use unix:PATH,server=on,wait=off)")
+        #expect(failure("-qmp unix:/q.sock") == "-qmp unix:/q.sock: server=on,wait=off is required (cprvmm listens on the socket and never blocks start-up waiting for a client)")
+        #expect(failure("-monitor vc") == "-monitor vc: unsupported monitor device (use stdio, none or unix:PATH,server=on,wait=off)")
+        #expect(failure("-serial stdio -monitor stdio") == "-monitor stdio: stdio is already used by -serial stdio (put one of them on a unix: socket)")
     }
 
     @Test func positionalArgumentsAreRefused() {

@@ -75,7 +75,7 @@ public enum CommandLineParser {
     // MARK: - Options
 
     enum Option: String {
-        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display
+        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -85,9 +85,9 @@ public enum CommandLineParser {
 
         var takesArgument: Bool {
             switch self {
-            case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest:
+            case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor:
                 return true
-            case .enableKVM, .nodefaults, .noUserConfig, .nographic, .h, .help, .version:
+            case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
             }
         }
@@ -96,7 +96,7 @@ public enum CommandLineParser {
     /// QEMU options that this cprvmm version does not implement: refused as such, not as unknown.
     static let unsupportedOptions: Set<String> = [
         // Monitor, migration and process control
-        "qmp", "qmp-pretty", "monitor", "mon", "chardev", "incoming", "S", "daemonize", "pidfile",
+        "qmp-pretty", "mon", "chardev", "incoming", "daemonize", "pidfile",
         "runas", "chroot", "sandbox", "preconfig", "loadvm", "only-migratable", "no-reboot",
         "no-shutdown", "action", "watchdog", "watchdog-action", "qtest", "qtest-log", "add-fd",
         "readconfig", "writeconfig", "set", "global", "compat", "run-with", "msg", "trace",
@@ -129,6 +129,7 @@ public enum CommandLineParser {
         /// "-object ARG" of each entry of config.memoryBackends.
         var backendOptions: [String] = []
         var serialOption: String?
+        var monitorStdioOption: String?
         var nodefaults = false
         var nographic = false
         var kernelOption: String?
@@ -184,6 +185,28 @@ public enum CommandLineParser {
                 }
                 config.serial = try serialConfig(value, context: context)
                 serialOption = context
+
+            case .qmp:
+                guard value.hasPrefix("unix:") else {
+                    throw CommandLineError("\(context): unsupported QMP transport (use unix:PATH,server=on,wait=off)")
+                }
+                config.qmpSockets.append(try unixServerPath(String(value.dropFirst(5)), context: context))
+
+            case .monitor:
+                switch value {
+                case "stdio":
+                    config.monitors.append(.stdio)
+                    monitorStdioOption = context
+                case "none":
+                    break
+                case _ where value.hasPrefix("unix:"):
+                    config.monitors.append(.unixServer(path: try unixServerPath(String(value.dropFirst(5)), context: context)))
+                default:
+                    throw CommandLineError("\(context): unsupported monitor device (use stdio, none or unix:PATH,server=on,wait=off)")
+                }
+
+            case .S:
+                config.startPaused = true
 
             case .kernel:
                 guard !value.isEmpty else { throw CommandLineError("\(context): missing file name") }
@@ -241,8 +264,13 @@ public enum CommandLineParser {
         mutating func finish() throws(CommandLineError) -> MachineConfig {
             // As QEMU: -serial replaces the default serial port; -nodefaults removes it;
             // -nographic keeps it on stdio (cprvmm's default anyway, having no display).
+            // A monitor on stdio takes the default serial port's place there (QEMU then
+            // sends the serial port to a display cprvmm does not have): use null instead.
             if serialOption == nil {
-                config.serial = nodefaults ? .none : .stdio
+                config.serial = nodefaults ? .none : monitorStdioOption != nil ? .null : .stdio
+            }
+            if let monitorStdioOption, let serialOption, config.serial == .stdio {
+                throw CommandLineError("\(monitorStdioOption): stdio is already used by \(serialOption) (put one of them on a unix: socket)")
             }
 
             if let kernelOption, let biosOption {
@@ -460,32 +488,37 @@ public enum CommandLineParser {
                 return .file(path: path)
             }
             if value.hasPrefix("unix:") {
-                let list = try options(
-                    String(value.dropFirst(5)), impliedKey: "path", keys: ["path", "server", "wait"], context: context)
-                guard let path = list["path"], !path.isEmpty else {
-                    throw CommandLineError("\(context): missing socket path after 'unix:'")
-                }
-                // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-                if path.utf8.count > 107 {
-                    throw CommandLineError("\(context): socket path is longer than 107 bytes")
-                }
-                var server = false  // QEMU's defaults: connect as a client...
-                var wait = true  // ...and, as a server, wait for a client
-                if let text = list["server"] { server = try boolean(text, key: "server", context: context) }
-                if let text = list["wait"] { wait = try boolean(text, key: "wait", context: context) }
-                if !server {
-                    throw CommandLineError(
-                        "\(context): server=on,wait=off is required (cprvmm listens on the socket and never blocks start-up waiting for a client)")
-                }
-                if wait {
-                    throw CommandLineError(
-                        "\(context): wait=off is required (cprvmm never blocks start-up waiting for a client)")
-                }
-                return .unixServer(path: path)
+                return .unixServer(path: try unixServerPath(String(value.dropFirst(5)), context: context))
             }
             let backend = value.prefix { $0 != ":" && $0 != "," }
             throw CommandLineError(
                 "\(context): unsupported serial backend '\(backend)' (use stdio, null, none, file:PATH or unix:PATH,server=on,wait=off)")
+        }
+
+        /// QEMU's "unix:PATH[,server=on|off][,wait=on|off]" socket syntax, as a listening socket
+        /// that never blocks start-up: server=on,wait=off is required.
+        func unixServerPath(_ value: String, context: String) throws(CommandLineError) -> String {
+            let list = try options(value, impliedKey: "path", keys: ["path", "server", "wait"], context: context)
+            guard let path = list["path"], !path.isEmpty else {
+                throw CommandLineError("\(context): missing socket path after 'unix:'")
+            }
+            // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+            if path.utf8.count > 107 {
+                throw CommandLineError("\(context): socket path is longer than 107 bytes")
+            }
+            var server = false  // QEMU's defaults: connect as a client...
+            var wait = true  // ...and, as a server, wait for a client
+            if let text = list["server"] { server = try boolean(text, key: "server", context: context) }
+            if let text = list["wait"] { wait = try boolean(text, key: "wait", context: context) }
+            if !server {
+                throw CommandLineError(
+                    "\(context): server=on,wait=off is required (cprvmm listens on the socket and never blocks start-up waiting for a client)")
+            }
+            if wait {
+                throw CommandLineError(
+                    "\(context): wait=off is required (cprvmm never blocks start-up waiting for a client)")
+            }
+            return path
         }
 
         /// A non-negative decimal number without sign, or nil.

@@ -19,6 +19,12 @@ public struct MachineConfig: Equatable, Sendable {
     public var memoryBackends: [MemoryBackendConfig] = []
     /// The serial port (COM1).
     public var serial: SerialConfig = .stdio
+    /// QMP servers: `-qmp unix:PATH,server=on,wait=off`, any number.
+    public var qmpSockets: [String] = []
+    /// Human monitors: `-monitor stdio` or `-monitor unix:PATH,server=on,wait=off`.
+    public var monitors: [MonitorConfig] = []
+    /// `-S`: create the VM but start its vCPUs only on `cont`.
+    public var startPaused = false
     /// `-kernel FILE`: a Linux kernel image to boot.
     public var kernel: String? = nil
     /// `-bios FILE`: a firmware image to boot.
@@ -78,6 +84,12 @@ public struct MemoryBackendConfig: Equatable, Sendable {
         self.memPath = memPath
         self.prealloc = prealloc
     }
+}
+
+/// Where a human monitor (HMP) listens.
+public enum MonitorConfig: Equatable, Sendable {
+    case stdio
+    case unixServer(path: String)
 }
 
 /// Where the serial port (COM1) goes.

@@ -28,7 +28,7 @@ final class SerialBackend {
             guard outputFD >= 0 else { throw ConfigurationError("-serial file:\(path): \(SystemError.describe(errno))") }
             ownsOutput = true
         case .unixServer(let path):
-            listenFD = try SerialBackend.listen(path: path)
+            listenFD = try UnixListener.listen(path: path, context: "-serial unix:\(path)")
             socketPath = path
         }
     }
@@ -137,46 +137,5 @@ final class SerialBackend {
         guard var saved = savedTerminal else { return }
         tcsetattr(0, TCSANOW, &saved)
         savedTerminal = nil
-    }
-
-    /// Creates a listening UNIX socket, owner-only, replacing a stale socket file.
-    static func listen(path: String) throws -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else {
-            throw ConfigurationError("unix:\(path): path longer than \(capacity - 1) bytes")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw ConfigurationError("unix:\(path): socket: \(SystemError.describe(errno))") }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        func bindSocket() -> Int32 {
-            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        }
-        let oldMask = umask(0o177)  // socket file mode 0600: owner-only
-        defer { umask(oldMask) }
-        if bindSocket() != 0 {
-            let code = errno
-            // A socket file left by a dead process is replaced; a live listener is not.
-            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-            let alive = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) == 0 }
-            }
-            close(probe)
-            guard code == EADDRINUSE, !alive, unlink(path) == 0, bindSocket() == 0 else {
-                close(fd)
-                let why = alive ? "another process is listening on it" : SystemError.describe(code)
-                throw ConfigurationError("unix:\(path): cannot listen: \(why)")
-            }
-        }
-        guard Glibc.listen(fd, 8) == 0 else {
-            close(fd)
-            throw ConfigurationError("unix:\(path): listen: \(SystemError.describe(errno))")
-        }
-        return fd
     }
 }

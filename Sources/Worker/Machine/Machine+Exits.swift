@@ -49,7 +49,7 @@ extension Machine: VcpuExitHandler {
     private func fail(_ vcpu: VcpuFd, _ message: String) -> VcpuExitAction {
         Log.error(message)
         for line in RegisterDump.lines(vcpu: vcpu, memory: memory.guest) { Log.error(line) }
-        requestExit(status: 1, reason: nil)
+        requestExit(status: 1, reason: nil, guest: true, cause: "guest-panic", state: .internalError)
         return .park
     }
 }

@@ -2,6 +2,7 @@ import CGuest
 import CKVM
 import CLinux
 import Glibc
+import Shared
 
 /// A running VM: KVM objects, guest memory, devices, vCPU threads and the event loop.
 public final class Machine {
@@ -23,9 +24,20 @@ public final class Machine {
     let unknownMMIOLogger = RateLimiter()
     private let exitLock = Lock()
     private var exitStatus: Int32?
+    /// Changed only on the loop thread.
+    public internal(set) var runState: RunState
+    /// Wall-clock time the VM was created (the live update will carry it over).
+    public let vmStarted = ProcessClock.now()
+    /// Monitors subscribe here for STOP / RESUME / SHUTDOWN; called on the loop thread.
+    var eventListeners: [(MachineEvent) -> Void] = []
+    /// Monitor servers, kept alive with the machine.
+    var monitors: [AnyObject] = []
+    /// How long the last monitor `stop` took to get every vCPU out of KVM_RUN.
+    var lastPauseNanoseconds: UInt64 = 0
 
     public init(config: MachineConfig) throws {
         self.config = config
+        self.runState = config.startPaused ? .prelaunch : .running
         // Files first: a wrong path is the user's to fix whatever the host's KVM can do.
         let firmware = try config.bios.map { try Firmware.load(path: $0) }
         let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
@@ -57,7 +69,7 @@ public final class Machine {
 
     private func createDevices() throws {
         bus.register(DebugExit { [unowned self] status in
-            requestExit(status: status, reason: nil)
+            requestExit(status: status, reason: nil, guest: true, cause: "guest-shutdown")
         }, base: DebugExit.basePort, count: DebugExit.portCount)
         guard config.serial != .none else { return }
         let backend = try SerialBackend(config.serial)
@@ -107,13 +119,15 @@ public final class Machine {
         }
     }
 
-    /// Runs the VM until the guest ends it, a fatal error, or SIGINT/SIGTERM. Returns the exit status.
+    /// Runs the VM until the guest ends it, a fatal error, `quit`, or SIGINT/SIGTERM.
+    /// Returns the process exit status.
     public func run() throws -> Int32 {
         try watchTerminationSignals()
         try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in probeIdleVcpus() }
+        try startMonitors()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
-        resume()
+        if runState == .running { resume() }
         loop.run()
         shutdownVcpus()
         serialBackend?.restoreTerminal()
@@ -134,8 +148,9 @@ public final class Machine {
         for vcpu in vcpus { vcpu.request(.running) }
     }
 
-    /// Ends the VM with `status`; the first request wins. Safe from any thread.
-    public func requestExit(status: Int32, reason: String?) {
+    /// Ends the VM with `status`; the first request wins. Safe from any thread: the state
+    /// change and the SHUTDOWN event happen on the loop thread, then the loop stops.
+    public func requestExit(status: Int32, reason: String?, guest: Bool = false, cause: String = "host-signal", state: RunState = .shutdown) {
         let first = exitLock.withLock { () -> Bool in
             guard exitStatus == nil else { return false }
             exitStatus = status
@@ -143,7 +158,15 @@ public final class Machine {
         }
         guard first else { return }
         if let reason { Log.info(reason) }
-        loop.post { [unowned self] in loop.stop() }
+        loop.post { [unowned self] in
+            runState = state
+            emit(.shutdown(guest: guest, reason: cause))
+            loop.stop()
+        }
+    }
+
+    func emit(_ event: MachineEvent) {
+        for listener in eventListeners { listener(event) }
     }
 
     private func shutdownVcpus() {

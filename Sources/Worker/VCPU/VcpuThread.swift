@@ -17,6 +17,9 @@ final class VcpuThread {
     private var haltProbeRequested = false
     private var thread = pthread_t()
     private var started = false
+    /// The kernel thread id, once the thread runs (QMP's query-cpus-fast reports it).
+    var threadID: Int32 { lock.withLock { tid } }
+    private var tid: Int32 = 0
     /// Exits taken so far; the halt watchdog reads it to spot vCPUs that never exit.
     private(set) var exitCount: UInt64 = 0
 
@@ -87,6 +90,7 @@ final class VcpuThread {
     }
 
     private func threadMain() {
+        lock.withLock { tid = clinux_gettid() }
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, VcpuThread.kickSignal)

@@ -1,0 +1,15 @@
+import Glibc
+
+/// When this process image started (wall clock), captured by the first access, which the
+/// Supervisor makes first thing in main. A live update starts a new image in the same
+/// process, so this is per image; the VM's own start time travels in the handoff.
+public enum ProcessClock {
+    public static let imageStarted: Double = now()
+
+    /// Wall-clock time as Unix seconds with microsecond precision (QMP event timestamps).
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec / 1000) / 1e6
+    }
+}

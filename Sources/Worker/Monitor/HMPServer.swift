@@ -1,0 +1,62 @@
+import Shared
+
+/// The human monitor on stdio or a UNIX socket: a banner, the `(cprvmm) ` prompt, one command
+/// per line. Several socket clients may be connected at once.
+final class HMPServer {
+    static let prompt = "(cprvmm) "
+    static let maxLineLength = 4096
+
+    private unowned let machine: Machine
+    private var server: SocketServer?
+    private var sessions: [ObjectIdentifier: Session] = [:]
+
+    private final class Session {
+        let connection: StreamConnection
+        var line: [UInt8] = []
+        init(_ connection: StreamConnection) { self.connection = connection }
+    }
+
+    init(_ config: MonitorConfig, machine: Machine) throws {
+        self.machine = machine
+        switch config {
+        case .stdio:
+            try attach(StreamConnection(stdioOn: machine.loop))
+        case .unixServer(let path):
+            server = try SocketServer(path: path, context: "-monitor unix:\(path)", loop: machine.loop) { [unowned self] connection in
+                try? attach(connection)
+            }
+        }
+    }
+
+    private func attach(_ connection: StreamConnection) throws {
+        let session = Session(connection)
+        let key = ObjectIdentifier(session)
+        connection.onData = { [unowned self, unowned session] bytes in receive(bytes, in: session) }
+        connection.onClose = { [unowned self] in machine.loop.post { [unowned self] in sessions[key] = nil } }
+        sessions[key] = session
+        try connection.start()
+        connection.send("cprvmm \(BuildInfo.version) monitor - type 'help' for more information\n" + HMPServer.prompt)
+    }
+
+    private func receive(_ bytes: UnsafeRawBufferPointer, in session: Session) {
+        for byte in bytes {
+            guard !session.connection.isClosed else { return }
+            switch byte {
+            case UInt8(ascii: "\n"):
+                let text = String(decoding: session.line, as: UTF8.self)
+                session.line.removeAll(keepingCapacity: true)
+                let output = HumanMonitor(machine: machine).execute(text)
+                session.connection.send(output + HMPServer.prompt)
+            case UInt8(ascii: "\r"):
+                continue
+            default:
+                guard session.line.count < HMPServer.maxLineLength else {
+                    session.connection.send("\nline too long (limit \(HMPServer.maxLineLength) bytes); closing the connection\n")
+                    session.connection.close()
+                    return
+                }
+                session.line.append(byte)
+            }
+        }
+    }
+}
