@@ -93,3 +93,21 @@ import Testing
         }
     }
 }
+
+@Suite struct KvmAvailabilityTests {
+    @Test("a missing or wrong KVM device is one clear line")
+    func unusableDevices() {
+        #expect(throws: KvmUnavailable.self) { try Kvm(path: "/nonexistent/kvm") }
+        do {
+            _ = try Kvm(path: "/nonexistent/kvm")
+        } catch {
+            #expect(error.description == "cannot open /nonexistent/kvm: no such device file (load the kvm module, or run on a host with hardware virtualisation)")
+        }
+        do {
+            _ = try Kvm(path: "/dev/null")
+            Issue.record("/dev/null was accepted as KVM")
+        } catch {
+            #expect(error.description.hasPrefix("/dev/null is not a KVM device (KVM_GET_API_VERSION: "), "\(error)")
+        }
+    }
+}

@@ -4,6 +4,7 @@ import Glibc
 /// Why the VMM cannot use KVM on this host; each message names the cause and a fix.
 public enum KvmUnavailable: Error, CustomStringConvertible {
     case cannotOpen(path: String, errno: Int32)
+    case notKVM(path: String, errno: Int32)
     case wrongAPIVersion(Int32)
     case missingCapability(name: String, purpose: String)
     case failed(SystemError)
@@ -16,6 +17,8 @@ public enum KvmUnavailable: Error, CustomStringConvertible {
             return "cannot open \(path): permission denied (run as root or add the user to the kvm group)"
         case .cannotOpen(let path, let code):
             return "cannot open \(path): \(SystemError.describe(code))"
+        case .notKVM(let path, let code):
+            return "\(path) is not a KVM device (KVM_GET_API_VERSION: \(SystemError.describe(code)))"
         case .wrongAPIVersion(let version):
             return "KVM API version \(version) is not supported (cprvmm needs \(CKVM_API_VERSION))"
         case .missingCapability(let name, let purpose):
@@ -49,12 +52,23 @@ public final class Kvm {
     public init(path: String = Kvm.devicePath) throws(KvmUnavailable) {
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
-        self.fd = fd
-        let version = ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0)
-        guard version == CKVM_API_VERSION else { throw .wrongAPIVersion(version) }
-        for (capability, name, purpose) in Kvm.requiredCapabilities where checkExtension(capability) <= 0 {
-            throw .missingCapability(name: name, purpose: purpose)
+        // Checked before `self` owns the fd, so a failure closes it exactly once.
+        if let problem = Kvm.unusable(fd: fd, path: path) {
+            close(fd)
+            throw problem
         }
+        self.fd = fd
+    }
+
+    private static func unusable(fd: Int32, path: String) -> KvmUnavailable? {
+        let version = ckvm_ioctl_value(fd, CKVM_GET_API_VERSION, 0)
+        guard version >= 0 else { return .notKVM(path: path, errno: errno) }
+        guard version == CKVM_API_VERSION else { return .wrongAPIVersion(version) }
+        for (capability, name, purpose) in requiredCapabilities
+        where ckvm_ioctl_value(fd, CKVM_CHECK_EXTENSION, UInt(capability)) <= 0 {
+            return .missingCapability(name: name, purpose: purpose)
+        }
+        return nil
     }
 
     deinit { close(fd) }
