@@ -75,3 +75,42 @@ int clinux_accept4(int fd, int flags) {
     int client = accept4(fd, NULL, NULL, flags);
     return client < 0 ? -errno : client;
 }
+
+#include <spawn.h>
+
+extern char **environ;
+
+pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return -rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return -rc;
+    }
+    // The dup2 gives the child its stdin/stdout without close-on-exec; closefrom drops the rest.
+    rc = posix_spawn_file_actions_adddup2(&actions, child_fd, target_fd);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    sigset_t mask, defaults;
+    sigemptyset(&mask);
+    sigfillset(&defaults);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &mask);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+    // Its own process group, so that stopping it can stop the whole pipeline sh started.
+    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    pid_t pid = -1;
+    if (rc == 0) {
+        char *argv[] = {"sh", "-c", (char *)command, NULL};
+        rc = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc != 0 ? -rc : pid;
+}
+
+int clinux_pipe2(int fds[2], int flags) {
+    return pipe2(fds, flags) < 0 ? -errno : 0;
+}

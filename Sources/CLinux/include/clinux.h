@@ -48,4 +48,14 @@ static const uint32_t CLINUX_EPOLLIN = 0x001;
 static const uint32_t CLINUX_EPOLLOUT = 0x004;
 static const uint32_t CLINUX_EPOLLERR = 0x008;
 static const uint32_t CLINUX_EPOLLHUP = 0x010;
+
+// Starts `/bin/sh -c command` with posix_spawn (no fork of a multi-threaded process).
+// `child_fd` becomes the child's `target_fd` (0 for its stdin, 1 for its stdout); every other
+// descriptor above 2 is closed in the child, close-on-exec or not. The child starts with an
+// empty signal mask and default signal dispositions, in a new process group (its pid) so the
+// whole command line can be signalled with kill(-pid, ...). Returns the pid, or -errno.
+pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd);
+
+// pipe2(2) sits behind _GNU_SOURCE. Returns 0 or -errno.
+int clinux_pipe2(int fds[2], int flags);
 #endif
