@@ -7,7 +7,7 @@ struct CommandLineErrorTests {
     @Test("errors are one line naming the option, with exit status 1", arguments: [
         (["-foo"], "cprvmm: -foo: unknown option (see cprvmm --help)"),
         (["-m", "12Q"], "cprvmm: -m 12Q: invalid size"),
-        (["-incoming", "defer"], "cprvmm: -incoming: not supported by this cprvmm version"),
+        (["-chardev", "socket,id=c0"], "cprvmm: -chardev: not supported by this cprvmm version"),
         (["-qmp", "tcp:localhost:4444"], "cprvmm: -qmp tcp:localhost:4444: unsupported QMP transport"),
         (["-machine", "memory-backend=nope"], "cprvmm: -machine memory-backend=nope: no -object memory-backend-* with id=nope"),
         (["-kernel", "/nonexistent/kernel"], "cprvmm: -kernel /nonexistent/kernel: no such file or directory"),

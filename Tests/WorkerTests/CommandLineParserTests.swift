@@ -94,7 +94,7 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test(arguments: [
-        "-incoming", "-chardev", "-mon", "-daemonize", "-drive", "-netdev",
+        "-chardev", "-mon", "-daemonize", "-drive", "-netdev",
         "-device", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
     ])
     func unsupportedQEMUOptionsAreRefused(option: String) {
@@ -103,8 +103,8 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test func unsupportedOptionIsRefusedEvenLastAndWithoutItsArgument() {
-        #expect(failure("-m 1G -incoming") == "-incoming: not supported by this cprvmm version")
-        #expect(failure("-incoming defer") == "-incoming: not supported by this cprvmm version")
+        #expect(failure("-m 1G -chardev") == "-chardev: not supported by this cprvmm version")
+        #expect(failure("-chardev socket,id=c0,path=/x") == "-chardev: not supported by this cprvmm version")
     }
 
     @Test func monitors() throws {
@@ -120,6 +120,9 @@ private func failure(_ line: String) -> String? {
         #expect(try config("-monitor none").monitors.isEmpty)
         #expect(failure("-qmp tcp:localhost:4444") == "-qmp tcp:localhost:4444: unsupported QMP transport (use unix:PATH,server=on,wait=off)")
         #expect(failure("-qmp unix:/q.sock") == "-qmp unix:/q.sock: server=on,wait=off is required (cprvmm listens on the socket and never blocks start-up waiting for a client)")
+        #expect(try config("-incoming defer").incoming == .deferred)
+        #expect(try config("-incoming file:/x.state,offset=4096").incoming == .uri(.file(path: "/x.state", offset: 4096)))
+        #expect(failure("-incoming ftp:x")?.hasPrefix("-incoming ftp:x: invalid migration URI 'ftp:x'") == true)
         #expect(failure("-monitor vc") == "-monitor vc: unsupported monitor device (use stdio, none or unix:PATH,server=on,wait=off)")
         #expect(failure("-serial stdio -monitor stdio") == "-monitor stdio: stdio is already used by -serial stdio (put one of them on a unix: socket)")
     }

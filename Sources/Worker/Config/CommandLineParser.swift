@@ -75,7 +75,7 @@ public enum CommandLineParser {
     // MARK: - Options
 
     enum Option: String {
-        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S
+        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -85,7 +85,8 @@ public enum CommandLineParser {
 
         var takesArgument: Bool {
             switch self {
-            case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor:
+            case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
+                .incoming:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -96,7 +97,7 @@ public enum CommandLineParser {
     /// QEMU options that this cprvmm version does not implement: refused as such, not as unknown.
     static let unsupportedOptions: Set<String> = [
         // Monitor, migration and process control
-        "qmp-pretty", "mon", "chardev", "incoming", "daemonize", "pidfile",
+        "qmp-pretty", "mon", "chardev", "daemonize", "pidfile",
         "runas", "chroot", "sandbox", "preconfig", "loadvm", "only-migratable", "no-reboot",
         "no-shutdown", "action", "watchdog", "watchdog-action", "qtest", "qtest-log", "add-fd",
         "readconfig", "writeconfig", "set", "global", "compat", "run-with", "msg", "trace",
@@ -207,6 +208,17 @@ public enum CommandLineParser {
 
             case .S:
                 config.startPaused = true
+
+            case .incoming:
+                if value == "defer" {
+                    config.incoming = .deferred
+                } else {
+                    do {
+                        config.incoming = .uri(try MigrationURI.parse(value))
+                    } catch {
+                        throw CommandLineError("\(context): \(error)")
+                    }
+                }
 
             case .kernel:
                 guard !value.isEmpty else { throw CommandLineError("\(context): missing file name") }

@@ -25,6 +25,8 @@ public struct MachineConfig: Equatable, Sendable {
     public var monitors: [MonitorConfig] = []
     /// `-S`: create the VM but start its vCPUs only on `cont`.
     public var startPaused = false
+    /// `-incoming URI` or `-incoming defer`: the VM's state comes from a migration stream.
+    public var incoming: IncomingConfig? = nil
     /// `-kernel FILE`: a Linux kernel image to boot.
     public var kernel: String? = nil
     /// `-bios FILE`: a firmware image to boot.
@@ -84,6 +86,13 @@ public struct MemoryBackendConfig: Equatable, Sendable {
         self.memPath = memPath
         self.prealloc = prealloc
     }
+}
+
+/// Where an incoming migration comes from.
+public enum IncomingConfig: Equatable, Sendable {
+    /// `-incoming defer`: the URI arrives later with `migrate-incoming`.
+    case deferred
+    case uri(MigrationURI)
 }
 
 /// Where a human monitor (HMP) listens.

@@ -47,6 +47,18 @@ final class SerialPort: PortDevice {
         }
     }
 
+    /// The register model, for migration. Setting it re-drives the interrupt line to match.
+    var uartState: Serial16550 {
+        get { lock.withLock { uart } }
+        set {
+            lock.withLock {
+                uart = newValue
+                lineLevel = !uart.interruptLine  // force the update below to drive the line
+                updateInterruptLine()
+            }
+        }
+    }
+
     /// Input from the backend. Returns false when the caller should stop reading for now.
     @discardableResult
     func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {

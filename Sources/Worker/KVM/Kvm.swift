@@ -44,6 +44,11 @@ public final class Kvm {
         (CKVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", "the guest CPUID"),
         (CKVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", "starting secondary vCPUs"),
         (CKVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ", "telling the guest its TSC frequency"),
+        (CKVM_CAP_XSAVE, "KVM_CAP_XSAVE", "saving FPU/SSE state for migration and live update"),
+        (CKVM_CAP_XCRS, "KVM_CAP_XCRS", "saving extended control registers for migration"),
+        (CKVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", "saving pending interrupts and exceptions for migration"),
+        (CKVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS", "saving debug registers for migration"),
+        (CKVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", "keeping guest time continuous across migration"),
     ]
 
     let fd: Int32
@@ -95,6 +100,14 @@ public final class Kvm {
         return withUnsafeBytes(of: &table.entries) { raw in
             Array(raw.bindMemory(to: kvm_cpuid_entry2.self).prefix(Int(table.nent)))
         }
+    }
+
+    /// The MSRs KVM can save and restore for a vCPU (KVM_GET_MSR_INDEX_LIST).
+    func msrIndexList() throws(SystemError) -> [UInt32] {
+        var list = ckvm_msr_list()
+        list.nmsrs = 512
+        try ioctlChecked(fd, CKVM_GET_MSR_INDEX_LIST, &list, "KVM_GET_MSR_INDEX_LIST")
+        return withUnsafeBytes(of: &list.indices) { Array($0.bindMemory(to: UInt32.self).prefix(Int(list.nmsrs))) }
     }
 
     public func createVM() throws(SystemError) -> VmFd {

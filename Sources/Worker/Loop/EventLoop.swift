@@ -56,6 +56,25 @@ final class EventLoop {
         _ = write(wakeFD, &one, 8)
     }
 
+    /// Runs `work` on the loop thread and waits for its result. Only from other threads
+    /// (a migration thread changing the run state, for example): on the loop thread it would deadlock.
+    func sync<T>(_ work: @escaping () -> T) -> T {
+        let lock = Lock()
+        let done = Condition()
+        var result: T?
+        post {
+            let value = work()
+            lock.withLock {
+                result = value
+                done.broadcast()
+            }
+        }
+        return lock.withLock {
+            while result == nil { done.wait(lock) }
+            return result!
+        }
+    }
+
     /// Calls `handler` every `intervalMilliseconds` on the loop thread.
     func addTimer(intervalMilliseconds: Int, handler: @escaping () -> Void) throws(SystemError) {
         let fd = try retryingOnEINTR("timerfd_create", { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK)) })

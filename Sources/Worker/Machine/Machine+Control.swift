@@ -8,6 +8,10 @@ extension Machine {
 
         public var description: String {
             switch self {
+            case .notRunnable(.inmigrate):
+                return "the VM is waiting for an incoming migration; it starts when the migration completes"
+            case .notRunnable(.finishMigrate):
+                return "a migration is saving the VM; wait for it to complete or cancel it"
             case .notRunnable(let state):
                 return "the VM is in state \(state.rawValue) and cannot be resumed; it is shutting down"
             }
@@ -28,11 +32,11 @@ extension Machine {
         switch runState {
         case .running:
             return
-        case .paused, .prelaunch:
+        case .paused, .prelaunch, .postmigrate:
             runState = .running
             resume()
             emit(.resume)
-        case .shutdown, .internalError:
+        case .shutdown, .internalError, .inmigrate, .finishMigrate:
             throw .notRunnable(runState)
         }
     }

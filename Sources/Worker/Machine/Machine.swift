@@ -20,14 +20,19 @@ public final class Machine {
     let loop: EventLoop
     private(set) var vcpus: [VcpuThread] = []
     private var serialBackend: SerialBackend?
-    private var serialPort: SerialPort?
+    private(set) var serialPort: SerialPort?
     let unknownMMIOLogger = RateLimiter()
     private let exitLock = Lock()
     private var exitStatus: Int32?
     /// Changed only on the loop thread.
     public internal(set) var runState: RunState
     /// Wall-clock time the VM was created (the live update will carry it over).
-    public let vmStarted = ProcessClock.now()
+    public internal(set) var vmStarted = ProcessClock.now()
+    /// `migrate-set-parameters mode`.
+    var migrationMode: MigrationMode = .normal
+    /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.
+    var outgoingMigration: OutgoingMigration?
+    var incomingMigration: IncomingMigration?
     /// Monitors subscribe here for STOP / RESUME / SHUTDOWN; called on the loop thread.
     var eventListeners: [(MachineEvent) -> Void] = []
     /// Monitor servers, kept alive with the machine.
@@ -37,7 +42,7 @@ public final class Machine {
 
     public init(config: MachineConfig) throws {
         self.config = config
-        self.runState = config.startPaused ? .prelaunch : .running
+        self.runState = config.incoming != nil ? .inmigrate : config.startPaused ? .prelaunch : .running
         // Files first: a wrong path is the user's to fix whatever the host's KVM can do.
         let firmware = try config.bios.map { try Firmware.load(path: $0) }
         let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
@@ -56,8 +61,12 @@ public final class Machine {
         try vm.createIrqchipAndPit()
         try memory.register(with: vm)
         try createDevices()
+        // An incoming VM gets everything from the stream; writing a guest image into RAM
+        // would even overwrite the RAM a cpr-reboot left in place.
         let entry: BootEntry
-        if let kernel {
+        if config.incoming != nil {
+            entry = .resetVector
+        } else if let kernel {
             entry = try kernel.load(into: memory.guest, name: config.kernel!)
         } else if firmware != nil {
             entry = .resetVector
@@ -127,6 +136,7 @@ public final class Machine {
         try startMonitors()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
+        if case .uri(let uri) = config.incoming { try startIncomingMigration(uri) }
         if runState == .running { resume() }
         loop.run()
         shutdownVcpus()

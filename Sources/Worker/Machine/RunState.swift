@@ -10,6 +10,12 @@ public enum RunState: String, Sendable {
     case shutdown
     /// A vCPU hit a condition the VM cannot continue from (emulation failure, triple fault...).
     case internalError = "internal-error"
+    /// Waiting for, or loading, an incoming migration (-incoming).
+    case inmigrate
+    /// Stopped by an outgoing migration while it saves the final state.
+    case finishMigrate = "finish-migrate"
+    /// An outgoing migration completed; the state lives on elsewhere.
+    case postmigrate
 
     /// How HMP's `info status` words it ("VM status: running", "VM status: paused (internal-error)").
     var humanDescription: String {
@@ -27,4 +33,6 @@ public enum MachineEvent: Equatable, Sendable {
     case resume
     /// `guest`: the guest caused it; `reason`: QEMU's ShutdownCause name.
     case shutdown(guest: Bool, reason: String)
+    /// An outgoing or incoming migration changed status (QMP's MIGRATION event).
+    case migration(status: String)
 }

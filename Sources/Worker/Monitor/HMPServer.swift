@@ -13,6 +13,9 @@ final class HMPServer {
     private final class Session {
         let connection: StreamConnection
         var line: [UInt8] = []
+        /// Complete lines not yet run, and whether a command is still running.
+        var queued: [String] = []
+        var busy = false
         init(_ connection: StreamConnection) { self.connection = connection }
     }
 
@@ -43,10 +46,8 @@ final class HMPServer {
             guard !session.connection.isClosed else { return }
             switch byte {
             case UInt8(ascii: "\n"):
-                let text = String(decoding: session.line, as: UTF8.self)
+                session.queued.append(String(decoding: session.line, as: UTF8.self))
                 session.line.removeAll(keepingCapacity: true)
-                let output = HumanMonitor(machine: machine).execute(text)
-                session.connection.send(output + HMPServer.prompt)
             case UInt8(ascii: "\r"):
                 continue
             default:
@@ -56,6 +57,26 @@ final class HMPServer {
                     return
                 }
                 session.line.append(byte)
+            }
+        }
+        runQueued(in: session)
+    }
+
+    /// Runs queued lines in order. A command that finishes later (migrate without -d) holds
+    /// the queue until it is done, as QEMU's monitor does not read input meanwhile.
+    private func runQueued(in session: Session) {
+        while !session.busy, !session.queued.isEmpty, !session.connection.isClosed {
+            let text = session.queued.removeFirst()
+            let output = HumanMonitor(machine: machine).execute(text) { [weak self, weak session] later in
+                guard let self, let session else { return }
+                session.busy = false
+                session.connection.send(later + HMPServer.prompt)
+                runQueued(in: session)
+            }
+            if let output {
+                session.connection.send(output + HMPServer.prompt)
+            } else {
+                session.busy = true
             }
         }
     }

@@ -9,6 +9,10 @@ struct HumanMonitor {
         ("cont|c", "resume emulation"),
         ("help|? [cmd]", "show the help"),
         ("info [subcommand]", "show various information about the system state"),
+        ("migrate [-d] uri", "migrate to URI (using -d to not wait for completion)"),
+        ("migrate_cancel", "cancel the current VM migration"),
+        ("migrate_incoming uri", "Continue an incoming migration from an -incoming defer"),
+        ("migrate_set_parameter parameter value", "Set the parameter for migration (mode)"),
         ("quit|q", "quit the emulator"),
         ("stop|s", "stop emulation"),
     ]
@@ -16,16 +20,34 @@ struct HumanMonitor {
     static let infoCommands: [(name: String, help: String)] = [
         ("info cpus", "show infos for each CPU"),
         ("info memdev", "show memory backends"),
+        ("info migrate", "show migration status"),
+        ("info migrate_parameters", "show current migration parameters"),
         ("info name", "show the current VM name"),
         ("info status", "show the current VM status (running|paused)"),
         ("info version", "show the version of QEMU"),
     ]
 
     /// Runs one command line; returns its output, each line ending in "\n" (empty if none).
-    func execute(_ line: String) -> String {
+    /// A command that waits (`migrate` without -d) returns nil and hands its output to
+    /// `later` once done; without `later` (QMP's human-monitor-command) it does not wait.
+    func execute(_ line: String, later: ((String) -> Void)? = nil) -> String? {
         let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let command = words.first else { return "" }
         switch command {
+        case "migrate":
+            return migrate(Array(words.dropFirst()), later: later)
+        case "migrate_cancel":
+            machine.outgoingMigration?.cancel()
+            return ""
+        case "migrate_incoming":
+            guard words.count == 2 else { return "Error: usage: migrate_incoming URI\n" }
+            do { try machine.startDeferredIncoming(try QMPCommands.parseURI(words[1])) } catch { return "Error: \(error.desc)\n" }
+            return ""
+        case "migrate_set_parameter":
+            guard words.count == 3 else { return "Error: usage: migrate_set_parameter PARAMETER VALUE\n" }
+            guard words[1] == "mode" else { return "Error: unknown migration parameter '\(words[1])'\n" }
+            do { machine.migrationMode = try QMPCommands.parseMode(words[2]) } catch { return "Error: \(error.desc)\n" }
+            return ""
         case "help", "?":
             return help()
         case "info":
@@ -42,6 +64,39 @@ struct HumanMonitor {
         default:
             return "unknown command: '\(command)'\n"
         }
+    }
+
+    private func migrate(_ arguments: [String], later: ((String) -> Void)?) -> String? {
+        let detach = arguments.first == "-d"
+        let rest = detach ? Array(arguments.dropFirst()) : arguments
+        guard rest.count == 1 else { return "Error: usage: migrate [-d] URI\n" }
+        let job: OutgoingMigration
+        do {
+            job = try machine.startOutgoingMigration(try QMPCommands.parseURI(rest[0]))
+        } catch {
+            return "Error: \(error.desc)\n"
+        }
+        guard !detach, let later else { return "" }
+        job.onFinish.append { status, reason in
+            later(status == .failed ? "Error: \(reason ?? "migration failed")\n" : status == .cancelled ? "migration cancelled\n" : "")
+        }
+        return nil
+    }
+
+    /// `info migrate`, in QEMU's words.
+    static func describeMigration(_ info: JSONObject) -> String {
+        guard let status = info["status"]?.stringValue else { return "" }
+        var text = "Migration status: \(status)\n"
+        if let error = info["error-desc"]?.stringValue { text += "Error desc: \(error)\n" }
+        if let total = info["total-time"]?.intValue { text += "total time: \(total) ms\n" }
+        if let downtime = info["downtime"]?.intValue { text += "downtime: \(downtime) ms\n" }
+        if let setup = info["setup-time"]?.intValue { text += "setup: \(setup) ms\n" }
+        if let ram = info["ram"]?.objectValue {
+            if let transferred = ram["transferred"]?.intValue { text += "transferred ram: \(transferred >> 10) kbytes\n" }
+            if let remaining = ram["remaining"]?.intValue { text += "remaining ram: \(remaining >> 10) kbytes\n" }
+            if let total = ram["total"]?.intValue { text += "total ram: \(total >> 10) kbytes\n" }
+        }
+        return text
     }
 
     private func help() -> String {
@@ -62,6 +117,10 @@ struct HumanMonitor {
             return machine.vcpuThreadIDs.enumerated().map { index, tid in
                 "\(index == 0 ? "*" : " ") CPU #\(index): thread_id=\(tid)\n"
             }.joined()
+        case "migrate":
+            return HumanMonitor.describeMigration(machine.migrationInfo)
+        case "migrate_parameters":
+            return "mode: \(machine.migrationMode.rawValue)\n"
         case "memdev":
             return machine.ramBlocks.map { block in
                 var text = "memory backend: \(block.name)\n"

@@ -11,7 +11,9 @@ struct QMPCommand {
 }
 
 enum QMPCommands {
-    static let all: [QMPCommand] = [
+    static let all: [QMPCommand] = core + migration
+
+    static let core: [QMPCommand] = [
         QMPCommand(name: "qmp_capabilities", parameters: [.optional("enable", .array)]) { _, _ in
             // Reached only after negotiation (the server handles the first one).
             throw QMPError(.commandNotFound, "Capabilities negotiation is already complete, command ignored")
@@ -55,7 +57,7 @@ enum QMPCommands {
         QMPCommand(name: "human-monitor-command", parameters: [.required("command-line", .string), .optional("cpu-index", .int)]) {
             machine, arguments in
             let line = arguments["command-line"]?.stringValue ?? ""
-            let output = HumanMonitor(machine: machine).execute(line)
+            let output = HumanMonitor(machine: machine).execute(line) ?? ""
             // HMP output over QMP uses CRLF line ends, as QEMU's does.
             return .string(output.replacingLF())
         },

@@ -140,6 +140,9 @@ final class QMPServer {
         case .shutdown(let guest, let reason):
             message["event"] = "SHUTDOWN"
             message["data"] = .object(["guest": .bool(guest), "reason": .string(reason)])
+        case .migration(let status):
+            message["event"] = "MIGRATION"
+            message["data"] = .object(["status": .string(status)])
         }
         message["timestamp"] = .object(["seconds": .int(Int64(seconds)), "microseconds": .int(Int64((time - seconds) * 1e6))])
         for client in clients.values where client.negotiated { send(message, to: client) }

@@ -87,11 +87,19 @@ final class VMProcess: @unchecked Sendable {
     /// The highest "tick N" printed so far.
     var lastTick: Int { VMProcess.ticks(in: stdout).last ?? 0 }
 
+    /// The N of every complete "tick N" line. The last line counts only once its newline
+    /// arrived: a running guest may be in the middle of printing it.
     static func ticks(in text: String) -> [Int] {
-        text.split(separator: "\n").compactMap { line -> Int? in
+        text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().compactMap { line -> Int? in
             guard line.hasPrefix("tick ") else { return nil }
             return Int(line.dropFirst(5).prefix { $0.isNumber })
         }
+    }
+
+    /// Where a tick sequence first fails to count up by one (nil: unbroken). Failure messages
+    /// show this pair rather than thousands of ticks.
+    static func firstBreak(in ticks: [Int]) -> (Int, Int)? {
+        zip(ticks, ticks.dropFirst()).first { $1 != $0 + 1 }
     }
 
     /// Waits for the process to end by itself; returns its exit status.

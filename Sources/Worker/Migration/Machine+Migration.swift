@@ -1,0 +1,45 @@
+import Shared
+
+/// Migration entry points for the monitors. Loop thread only.
+extension Machine {
+    func startIncomingMigration(_ uri: MigrationURI) throws {
+        let job = IncomingMigration(machine: self, uri: uri)
+        incomingMigration = job
+        try job.start()
+    }
+
+    /// QMP `migrate` / HMP `migrate`: checks, then starts the migration thread.
+    @discardableResult
+    func startOutgoingMigration(_ uri: MigrationURI) throws(QMPError) -> OutgoingMigration {
+        try OutgoingMigration.preflight(uri: uri, mode: migrationMode, machine: self)
+        let job = OutgoingMigration(machine: self, uri: uri, mode: migrationMode)
+        outgoingMigration = job
+        do {
+            try job.start()
+        } catch {
+            throw QMPError("cannot start the migration: \(error)")
+        }
+        return job
+    }
+
+    /// QMP `migrate-incoming`: only for a VM started with `-incoming defer`.
+    func startDeferredIncoming(_ uri: MigrationURI) throws(QMPError) {
+        guard config.incoming == .deferred, runState == .inmigrate else {
+            throw QMPError("The incoming migration has already been started or was not requested with -incoming defer")
+        }
+        guard incomingMigration == nil else { throw QMPError("The incoming migration has already been started") }
+        do {
+            try startIncomingMigration(uri)
+        } catch {
+            incomingMigration = nil
+            throw QMPError("\(error)")
+        }
+    }
+
+    /// QEMU's MigrationInfo: the outgoing migration, else the incoming one, else {}.
+    var migrationInfo: JSONObject {
+        if let outgoingMigration { return outgoingMigration.info }
+        if let incomingMigration { return incomingMigration.info }
+        return [:]
+    }
+}

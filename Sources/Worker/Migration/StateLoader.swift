@@ -1,0 +1,89 @@
+import Shared
+
+/// Loads a state stream into a VM created for an incoming migration (vCPUs not yet run).
+/// Guest RAM is read straight into the RAM blocks; other sections land in a reused buffer.
+final class StateLoader {
+    private unowned let machine: Machine
+    private var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+    /// Set by a 'ram.at' section: where the next section, 'ram.data', goes.
+    private var pendingRAM: (block: RamBlock, offset: Int, length: Int)?
+
+    init(machine: Machine) { self.machine = machine }
+
+    deinit { scratch.deallocate() }
+
+    /// Returns the description of the VM the stream came from.
+    func load(from reader: StateReader) throws -> MachineDescription {
+        guard let first = try reader.nextSection() else { throw StateFormatError.malformed("the state stream holds no sections") }
+        let incoming = try MachineDescription.decode(first)
+        if let difference = machine.describe(copying: { _ in true }, wasRunning: false).mismatch(with: incoming) {
+            throw ConfigurationError("incoming migration refused: \(difference)")
+        }
+        var restoredVcpus = Set<Int>()
+        var platform: PlatformState?
+        while let header = try reader.nextSection(into: { name, _, length in try self.buffer(for: name, length: length) }) {
+            if pendingRAM != nil {
+                throw StateFormatError.malformed("section 'ram.at' is not followed by 'ram.data'")
+            }
+            switch header.name {
+            case Machine.ramDataSection:
+                continue  // already in place
+            case Machine.ramHeaderSection:
+                pendingRAM = try ramTarget(section(header))
+            case PlatformState.sectionName:
+                platform = try PlatformState.decode(section(header))
+            case Serial16550.sectionName:
+                machine.serialPort?.uartState = try Serial16550.decodeState(section(header))
+            case let name where name.hasPrefix("cpu."):
+                guard let index = Int(name.dropFirst(4)), machine.vcpus.indices.contains(index), !restoredVcpus.contains(index) else {
+                    throw StateFormatError.malformed("unexpected section '\(name)'")
+                }
+                try VcpuState.decode(section(header)).restore(to: machine.vcpus[index].vcpu)
+                restoredVcpus.insert(index)
+            default:
+                throw StateFormatError.malformed("unknown section '\(header.name)' (saved by a newer cprvmm?)")
+            }
+        }
+        guard pendingRAM == nil else { throw StateFormatError.malformed("the stream ends after 'ram.at' without its data") }
+        guard restoredVcpus.count == machine.vcpus.count else {
+            throw StateFormatError.malformed("the stream holds state for \(restoredVcpus.count) of \(machine.vcpus.count) vCPUs")
+        }
+        guard let platform else { throw StateFormatError.malformed("the stream lacks section '\(PlatformState.sectionName)'") }
+        // Interrupt controllers, PIT and clock last: the clock then starts from the saved time.
+        try platform.restore(to: machine.vm)
+        return incoming
+    }
+
+    private func buffer(for name: String, length: Int) throws -> UnsafeMutableRawBufferPointer {
+        if name == Machine.ramDataSection {
+            guard let target = pendingRAM, target.length == length else {
+                throw StateFormatError.malformed("section 'ram.data' of \(length) bytes without a matching 'ram.at'")
+            }
+            pendingRAM = nil
+            return UnsafeMutableRawBufferPointer(start: target.block.host + target.offset, count: length)
+        }
+        if scratch.count < length {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: length, alignment: 16)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: scratch[..<length])
+    }
+
+    private func section(_ header: (name: String, version: UInt32, length: Int)) -> StateSection {
+        StateSection(name: header.name, version: header.version, payload: Array(scratch[..<header.length]))
+    }
+
+    private func ramTarget(_ section: StateSection) throws -> (block: RamBlock, offset: Int, length: Int) {
+        var decoder = StateDecoder(section.payload, section: section.name)
+        let blockIndex = Int(try decoder.u32())
+        let offset = try decoder.u64()
+        let length = Int(try decoder.u32())
+        try decoder.finish()
+        let blocks = machine.memory.blocks
+        guard blocks.indices.contains(blockIndex), length <= Machine.ramChunkSize,
+              offset <= blocks[blockIndex].size, UInt64(length) <= blocks[blockIndex].size - offset else {
+            throw StateFormatError.malformed("section 'ram.at': block \(blockIndex) offset \(offset) length \(length) lies outside guest RAM")
+        }
+        return (blocks[blockIndex], Int(offset), length)
+    }
+}

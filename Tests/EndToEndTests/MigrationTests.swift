@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+
+extension VirtualMachines {
+    @Suite(.enabled(if: Host.kvmAvailable, Host.noKVMReason))
+    struct MigrationTests {
+        /// A VM with QMP on a fresh socket; the rest of the command line is `arguments`.
+        static func start(_ arguments: [String]) throws -> (VMProcess, QMPLineClient) {
+            let path = temporarySocketPath("mig")
+            let vm = try VMProcess(arguments + ["-qmp", "unix:\(path),server=on,wait=off"])
+            return (vm, try connectWhenListening(path))
+        }
+
+        /// Polls query-migrate until the migration ends; returns the final reply.
+        static func waitForMigration(_ client: QMPLineClient, timeout: Double = 120) -> String {
+            let deadline = Date().addingTimeInterval(timeout)
+            var reply = ""
+            while Date() < deadline {
+                reply = client.execute(#"{"execute": "query-migrate"}"#) ?? ""
+                if reply.contains(#""status": "completed""#) || reply.contains(#""status": "failed""#) || reply.contains(#""status": "cancelled""#) {
+                    return reply
+                }
+                usleep(50_000)
+            }
+            Issue.record("migration did not finish: \(reply)")
+            return reply
+        }
+
+        static func statePath() -> String {
+            FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-state-\(UUID().uuidString)").path
+        }
+
+        /// Checks that `target` carries on where `source` stopped: the two consoles together
+        /// are one unbroken tick sequence (a line cut by the pause is finished by the target,
+        /// as the interrupted `rep outsb` resumes), and the memory pattern still verifies.
+        static func expectGuestContinued(from source: VMProcess, on target: VMProcess) {
+            let lastSourceTick = source.lastTick
+            #expect(lastSourceTick > 0)
+            target.waitForOutput(timeout: 60, "2000 more ticks on the target") { VMProcess.ticks(in: $0).last ?? 0 >= lastSourceTick + 2000 }
+            let ticks = VMProcess.ticks(in: source.stdout + target.stdout)
+            let firstBreak = VMProcess.firstBreak(in: ticks)
+            // The tick counter lives in guest RAM and registers: no restart from 1, no gap.
+            #expect(firstBreak == nil, "tick sequence broken at \(String(describing: firstBreak)) (source stopped at \(lastSourceTick))")
+            #expect(ticks.first == 1 && ticks.count > lastSourceTick + 1000)
+            #expect(!target.stdout.contains("MEMORY CORRUPTION"), "\(target.stdout.components(separatedBy: "\n").filter { $0.contains("CORRUPTION") }.prefix(3))")
+            #expect(!target.stdout.contains("memory filled"), "the target re-ran the guest from the start")
+            // Every 1000th tick line reports the pattern checks: passes continue, no corruption.
+            let status = target.stdoutLines.last { $0.contains(" passes ") } ?? ""
+            #expect(status.hasSuffix("corruptions 0") || status.contains("corruptions 0 "), "\(status)")
+        }
+
+        @Test("normal mode: migrate to a file, quit, -incoming file: in a new process continues the guest")
+        func normalThroughFile() throws {
+            let state = Self.statePath()
+            defer { unlink(state) }
+            let arguments = ["-m", "64", "-machine", "memfd-alloc=on", "-builtin-guest", "fill=50", "-name", "mig"]
+            let (source, client) = try Self.start(arguments)
+            source.waitForOutput("tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
+            let info = Self.waitForMigration(client)
+            #expect(info.contains(#""status": "completed""#), "\(info)")
+            #expect(info.contains(#""downtime": "#))
+            #expect(client.skippedEvents.contains { $0.contains(#""event": "MIGRATION", "data": {"status": "completed"}"#) } ||
+                    client.nextLine(timeout: 2)?.contains("MIGRATION") == true)
+            #expect(client.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "postmigrate", "running": false}}"#)
+            _ = client.execute(#"{"execute": "quit"}"#)
+            #expect(source.waitForExit() == 0)
+
+            let (target, targetClient) = try Self.start(arguments + ["-incoming", "file:\(state)"])
+            Self.expectGuestContinued(from: source, on: target)
+            #expect(targetClient.execute(#"{"execute": "query-status"}"#)?.contains(#""status": "running""#) == true)
+            #expect(targetClient.execute(#"{"execute": "query-migrate"}"#)?.contains(#""status": "completed""#) == true)
+            _ = target.terminate()
+        }
+
+        @Test("cpr-reboot: shared file RAM stays in place, the state file is small, the new process resumes")
+        func cprReboot() throws {
+            let state = Self.statePath()
+            let ram = "/dev/shm/cprvmm-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            defer { unlink(state); unlink(ram) }
+            let arguments = [
+                "-object", "memory-backend-file,id=ram0,size=64M,mem-path=\(ram),share=on",
+                "-machine", "memory-backend=ram0", "-builtin-guest", "fill=50",
+            ]
+            let (source, client) = try Self.start(arguments)
+            source.waitForOutput("tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-reboot"}}"#) == #"{"return": {}}"#)
+            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#) == #"{"return": {"mode": "cpr-reboot"}}"#)
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
+            #expect(Self.waitForMigration(client).contains(#""status": "completed""#))
+            _ = client.execute(#"{"execute": "quit"}"#)
+            #expect(source.waitForExit() == 0)
+            // The 64 MiB of RAM (32 MiB of it patterned) stayed in the file: the state is small.
+            let size = (try FileManager.default.attributesOfItem(atPath: state)[.size] as? Int) ?? 0
+            #expect(size > 0 && size < 1 << 20, "state file is \(size) bytes")
+
+            let (target, _) = try Self.start(arguments + ["-incoming", "file:\(state)"])
+            Self.expectGuestContinued(from: source, on: target)
+            _ = target.terminate()
+        }
+
+        @Test("over unix: between two running processes; the target waits in inmigrate")
+        func unixBetweenProcesses() throws {
+            let channel = temporarySocketPath("stream")
+            let arguments = ["-m", "64", "-machine", "memfd-alloc=on", "-builtin-guest", "fill=25"]
+            let (target, targetClient) = try Self.start(arguments + ["-incoming", "unix:\(channel)"])
+            #expect(targetClient.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "inmigrate", "running": false}}"#)
+            #expect(targetClient.execute(#"{"execute": "cont"}"#)?.contains("waiting for an incoming migration") == true)
+            let (source, client) = try Self.start(arguments)
+            source.waitForOutput("tick 500") { VMProcess.ticks(in: $0).last ?? 0 >= 500 }
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "unix:\#(channel)"}}"#) == #"{"return": {}}"#)
+            #expect(Self.waitForMigration(client).contains(#""status": "completed""#))
+            Self.expectGuestContinued(from: source, on: target)
+            _ = source.terminate()
+            _ = target.terminate()
+        }
+
+        @Test("-incoming defer waits for migrate-incoming")
+        func deferredIncoming() throws {
+            let state = Self.statePath()
+            defer { unlink(state) }
+            let arguments = ["-m", "32", "-builtin-guest", "fill=25"]
+            let (source, client) = try Self.start(arguments)
+            source.waitForOutput("tick 200") { VMProcess.ticks(in: $0).last ?? 0 >= 200 }
+            _ = client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#)
+            #expect(Self.waitForMigration(client).contains("completed"))
+            _ = source.terminate()
+            let (target, targetClient) = try Self.start(arguments + ["-incoming", "defer"])
+            usleep(300_000)
+            #expect(VMProcess.ticks(in: target.stdout).isEmpty, "the deferred target ran before migrate-incoming")
+            #expect(targetClient.execute(#"{"execute": "migrate-incoming", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
+            Self.expectGuestContinued(from: source, on: target)
+            _ = target.terminate()
+        }
+
+        @Test("failures keep the source VM running, with the reason in query-migrate", arguments: [
+            ("file:/nonexistent-dir/state", "cannot open file:/nonexistent-dir/state: no such file or directory"),
+            ("file:/dev/full", "no space left on device"),
+            ("exec:head -c 100 >/dev/null", "exec:head -c 100 >/dev/null"),
+        ])
+        func sourceFailures(uri: String, reason: String) throws {
+            let (vm, client) = try Self.start(["-m", "32", "-builtin-guest", "fill=25"])
+            vm.waitForLine(containing: "tick 100")
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(uri)"}}"#) == #"{"return": {}}"#)
+            let info = Self.waitForMigration(client)
+            #expect(info.contains(#""status": "failed""#), "\(info)")
+            #expect(info.contains(reason), "\(info)")
+            #expect(client.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "running", "running": true}}"#)
+            QMPTests.expectStillTicking(vm, "a failed migration to \(uri)")
+            let ticks = VMProcess.ticks(in: vm.stdout)
+            #expect(VMProcess.firstBreak(in: ticks) == nil, "tick sequence broken: \(String(describing: VMProcess.firstBreak(in: ticks)))")
+            _ = vm.terminate()
+        }
+
+        @Test("refused up front: cpr-reboot to a streaming URI, a bad URI, a second migration")
+        func refusedUpFront() throws {
+            let (vm, client) = try Self.start(["-m", "32"])
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "ftp://x"}}"#)?.contains("invalid migration URI") == true)
+            _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-reboot"}}"#)
+            let reply = client.execute(#"{"execute": "migrate", "arguments": {"uri": "unix:/tmp/nothing.sock"}}"#) ?? ""
+            #expect(reply.contains("mode cpr-reboot needs a non-streaming URI (file:PATH), not unix:/tmp/nothing.sock"), "\(reply)")
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-bogus"}}"#)?.contains("does not accept value 'cpr-bogus'") == true)
+            #expect(client.execute(#"{"execute": "query-status"}"#)?.contains("running") == true)
+            _ = vm.terminate()
+        }
+
+        @Test("HMP: migrate_set_parameter, migrate (waits), info migrate, info migrate_parameters")
+        func humanMonitor() throws {
+            let state = Self.statePath()
+            let console = Self.statePath()
+            defer { unlink(state); unlink(console) }
+            let vm = try VMProcess(["-m", "32", "-monitor", "stdio", "-serial", "file:\(console)"])
+            vm.waitForLine(containing: "(cprvmm) ")
+            vm.sendInput("migrate_set_parameter mode normal\ninfo migrate_parameters\n")
+            vm.waitForLine(containing: "mode: normal\n")
+            vm.sendInput("migrate file:\(state)\ninfo migrate\n")
+            vm.waitForLine(containing: "Migration status: completed")
+            #expect(vm.stdout.contains("total ram: 32768 kbytes"))
+            vm.sendInput("info status\n")
+            vm.waitForLine(containing: "VM status: paused (postmigrate)")
+            vm.sendInput("quit\n")
+            #expect(vm.waitForExit() == 0)
+        }
+    }
+}
