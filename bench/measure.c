@@ -47,7 +47,10 @@ static void on_alarm(int sig) {
 }
 
 static void on_term(int sig) {
-    if (child > 0) kill(child, SIGKILL);
+    if (child > 0) {
+        kill(child, SIGKILL);
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}  // reap it: leave no zombie
+    }
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -117,9 +120,25 @@ int main(int argc, char **argv) {
     signal(SIGHUP, on_term);
     signal(SIGPIPE, SIG_IGN);
 
+    // The child gets default dispositions and an empty mask, whatever this process inherited
+    // (bash starts background jobs with SIGINT ignored; SIGPIPE is ignored here).
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults, empty;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGQUIT);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGHUP);
+    sigemptyset(&empty);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
     uint64_t start = now_ns();
     pid_t pid;
-    int err = posix_spawnp(&pid, command[0], &actions, NULL, command, environ);
+    int err = posix_spawnp(&pid, command[0], &actions, &attr, command, environ);
     if (err != 0) {
         fprintf(stderr, "measure: cannot run %s: %s\n", command[0], strerror(err));
         return 1;
