@@ -6,6 +6,7 @@ import Worker
 // because later it owns what must survive a live update (PID, signals, sd_notify, execve).
 _ = ProcessClock.imageStarted  // the image's start time, taken before anything else runs
 setvbuf(stdout, nil, _IOLBF, 0)
+Worker.execImage = ImageExec.perform
 let status = Worker.main(arguments: Array(CommandLine.arguments.dropFirst()))
 fflush(nil)
 exit(status)

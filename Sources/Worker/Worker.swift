@@ -1,10 +1,13 @@
 import Glibc
 import Shared
 
+
 /// The VMM stage: parses the command line, builds the machine and runs it.
 /// Returns the process exit status; the Supervisor stub owns the process around it.
 public enum Worker {
     public static func main(arguments: [String]) -> Int32 {
+        // A live update left state for this image: take it before anything else.
+        let inherited = LiveUpdateArrival.takeInheritedState()
         let action: CommandLineAction
         do {
             action = try CommandLineParser.parse(arguments)
@@ -20,14 +23,35 @@ public enum Worker {
             print(BuildInfo.versionLine)
             return 0
         case .run(let config):
-            return run(config)
+            switch inherited {
+            case nil:
+                return run(config, cpr: nil)
+            case .success(let cpr):
+                return run(config, cpr: cpr)
+            case .failure(let error):
+                // Without the CPR state there is no way back to the previous image.
+                Log.error("cannot read the live-update state this image inherited: \(error)")
+                return 1
+            }
         }
     }
 
-    static func run(_ config: MachineConfig) -> Int32 {
+    static func run(_ config: MachineConfig, cpr: CPRState?) -> Int32 {
         blockTerminationSignals()
+        let machine: Machine
         do {
-            let machine = try Machine(config: config)
+            machine = try Machine(config: config, cprState: cpr)
+        } catch {
+            guard let cpr else {
+                Log.error("\(error)")
+                return 1
+            }
+            var incoming: MigrationURI?
+            if case .uri(let uri) = config.incoming { incoming = uri }
+            Log.error(LiveUpdateArrival.rollBack(cpr, reason: "\(error)", incoming: incoming))
+            return 1
+        }
+        do {
             return try machine.run()
         } catch {
             Log.error("\(error)")

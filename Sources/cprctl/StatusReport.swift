@@ -32,6 +32,7 @@ enum StatusReport {
         add("Image start", [timeAndAge(status["image-started"]?.doubleValue, now: now)])
         add("VM uptime", [status["vm-uptime-ms"]?.intValue.map { Formatting.duration(milliseconds: $0) } ?? unknown])
         add("Updates", [status["update-generation"]?.intValue.map { String($0) } ?? unknown])
+        if let last = status["updates"]?.arrayValue?.last { add("Last update", lastUpdateLines(last, now: now)) }
         add("vCPUs", [status["vcpus"]?.intValue.map { String($0) } ?? unknown])
         add("RAM", status["memory"]?.arrayValue.map { $0.map(memoryLine) } ?? [unknown])
         let sockets = status["sockets"]
@@ -39,6 +40,25 @@ enum StatusReport {
         add("HMP socket", socketPaths(sockets?["hmp"]))
         add("Console", socketPaths(sockets?["serial"]))
         return lines.joined(separator: "\n")
+    }
+
+    /// "#3 completed: guest paused 2.1 ms, total 9.8 ms" then "0.1.0 (build 1a2b…) -> 0.1.1 (build 3c4d…), 5min ago".
+    static func lastUpdateLines(_ update: JSONValue, now: Double) -> [String] {
+        let generation = update["generation"]?.intValue.map { "#\($0) " } ?? ""
+        let result = update["result"]?.stringValue ?? unknown
+        func milliseconds(_ key: String) -> String {
+            guard let us = update[key]?.intValue else { return unknown }
+            return "\(us / 1000).\(us % 1000 / 100) ms"
+        }
+        func image(_ key: String) -> String {
+            let version = update[key]?["version"]?.stringValue ?? unknown
+            let build = update[key]?["build-id"]?.stringValue.map { " (build \($0.prefix(12)))" } ?? ""
+            return version + build
+        }
+        return [
+            "\(generation)\(result): guest paused \(milliseconds("pause-us")), total \(milliseconds("total-us"))",
+            "\(image("from")) -> \(image("to")), \(timeAndAge(update["time"]?.doubleValue, now: now))",
+        ]
     }
 
     /// "2026-11-27 13:40:01 UTC (5min 3s ago)".

@@ -16,7 +16,9 @@ final class SerialBackend {
     private var socketPath: String?
     private let outputErrors = RateLimiter(burst: 1, intervalSeconds: 10)
 
-    init(_ config: SerialConfig) throws {
+    /// `inherited`: fds a previous image handed over in a live update, by handover name: the
+    /// console file keeps its position (no truncation), the socket keeps its connected client.
+    init(_ config: SerialConfig, inherited: (String) -> Int32? = { _ in nil }) throws {
         self.config = config
         switch config {
         case .none, .null:
@@ -24,13 +26,41 @@ final class SerialBackend {
         case .stdio:
             outputFD = 1
         case .file(let path):
-            outputFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard outputFD >= 0 else { throw ConfigurationError("-serial file:\(path): \(SystemError.describe(errno))") }
+            if let fd = inherited(SerialBackend.fileHandoverName) {
+                outputFD = SerialBackend.takeBack(fd)
+            } else {
+                outputFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                guard outputFD >= 0 else { throw ConfigurationError("-serial file:\(path): \(SystemError.describe(errno))") }
+            }
             ownsOutput = true
         case .unixServer(let path):
-            listenFD = try UnixListener.listen(path: path, context: "-serial unix:\(path)")
+            if let fd = inherited(SerialBackend.listenHandoverName) {
+                listenFD = SerialBackend.takeBack(fd)
+                clientFD = inherited(SerialBackend.clientHandoverName).map(SerialBackend.takeBack) ?? -1
+            } else {
+                listenFD = try UnixListener.listen(path: path, context: "-serial unix:\(path)")
+            }
             socketPath = path
         }
+    }
+
+    static let fileHandoverName = "serial-file"
+    static let listenHandoverName = "serial-listen"
+    static let clientHandoverName = "serial-client"
+
+    /// An inherited fd becomes ours again: close-on-exec and non-blocking, as if we had opened it.
+    private static func takeBack(_ fd: Int32) -> Int32 {
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return fd
+    }
+
+    /// The fds the next image needs to carry on the console without a break.
+    var handover: [(name: String, fd: Int32)] {
+        var result: [(String, Int32)] = []
+        if ownsOutput { result.append((SerialBackend.fileHandoverName, outputFD)) }
+        if listenFD >= 0 { result.append((SerialBackend.listenHandoverName, listenFD)) }
+        clientLock.withLock { if clientFD >= 0 { result.append((SerialBackend.clientHandoverName, clientFD)) } }
+        return result
     }
 
     deinit {
@@ -66,6 +96,7 @@ final class SerialBackend {
             makeTerminalRaw()
             try watchInput(0, loop: loop, deliver: deliver)
         case .unixServer:
+            if clientFD >= 0 { try watchInput(clientFD, loop: loop, deliver: deliver) }
             try loop.add(listenFD, events: CLINUX_EPOLLIN) { [unowned self] _ in
                 let fd = clinux_accept4(listenFD, Int32(SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue))
                 guard fd >= 0 else { return }

@@ -99,11 +99,20 @@ final class StreamConnection {
 /// Accepts clients on a listening UNIX socket and hands each to `onClient`.
 final class SocketServer {
     let path: String
-    private let listenFD: Int32
+    /// The listening socket; a live update hands it to the next image, so clients never
+    /// see "connection refused" while the VMM is replaced.
+    let listenFD: Int32
 
-    init(path: String, context: String, loop: EventLoop, onClient: @escaping (StreamConnection) -> Void) throws {
+    /// `inherited`: a listening fd from the previous image (live update) instead of a new socket.
+    init(path: String, context: String, loop: EventLoop, inherited: Int32? = nil, onClient: @escaping (StreamConnection) -> Void) throws {
         self.path = path
-        listenFD = try UnixListener.listen(path: path, context: context)
+        if let inherited {
+            _ = fcntl(inherited, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(inherited, F_SETFL, fcntl(inherited, F_GETFL) | O_NONBLOCK)
+            listenFD = inherited
+        } else {
+            listenFD = try UnixListener.listen(path: path, context: context)
+        }
         try loop.add(listenFD, events: CLINUX_EPOLLIN) { [listenFD, unowned loop] _ in
             let fd = clinux_accept4(listenFD, Int32(SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue))
             guard fd >= 0 else { return }

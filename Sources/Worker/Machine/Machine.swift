@@ -19,7 +19,7 @@ public final class Machine {
     let bus = IoBus()
     let loop: EventLoop
     private(set) var vcpus: [VcpuThread] = []
-    private var serialBackend: SerialBackend?
+    private(set) var serialBackend: SerialBackend?
     private(set) var serialPort: SerialPort?
     let unknownMMIOLogger = RateLimiter()
     private let exitLock = Lock()
@@ -28,8 +28,14 @@ public final class Machine {
     public internal(set) var runState: RunState
     /// Wall-clock time the VM was created (the live update will carry it over).
     public internal(set) var vmStarted = ProcessClock.now()
-    /// `migrate-set-parameters mode`.
+    /// `migrate-set-parameters mode` and `cpr-exec-command`.
     var migrationMode: MigrationMode = .normal
+    var cprExecCommand: [String] = []
+    /// Live updates this VM went through (generation = how many succeeded), carried from
+    /// image to image in the CPR state; and the latest live update's outcome for query-migrate.
+    var updateGeneration: UInt64 = 0
+    var updateHistory: [CPRState.Update] = []
+    var liveUpdateInfo: JSONObject?
     /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.
     var outgoingMigration: OutgoingMigration?
     var incomingMigration: IncomingMigration?
@@ -40,9 +46,13 @@ public final class Machine {
     /// How long the last monitor `stop` took to get every vCPU out of KVM_RUN.
     var lastPauseNanoseconds: UInt64 = 0
 
-    public init(config: MachineConfig) throws {
+    /// What a previous image of this process handed over in a live update (nil on a fresh start).
+    let cprState: CPRState?
+
+    public init(config: MachineConfig, cprState: CPRState? = nil) throws {
         self.config = config
-        self.runState = config.incoming != nil ? .inmigrate : config.startPaused ? .prelaunch : .running
+        self.cprState = cprState
+        self.runState = config.incoming != nil || cprState != nil ? .inmigrate : config.startPaused ? .prelaunch : .running
         // Files first: a wrong path is the user's to fix whatever the host's KVM can do.
         let firmware = try config.bios.map { try Firmware.load(path: $0) }
         let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
@@ -53,7 +63,9 @@ public final class Machine {
         }
         self.kvm = kvm
         self.vm = try kvm.createVM()
-        self.memory = try MachineMemory(config: config, firmware: firmware)
+        var inheritedRAM: [String: Int32] = [:]
+        for entry in cprState?.fds ?? [] where entry.name.hasPrefix("ram:") { inheritedRAM[String(entry.name.dropFirst(4))] = entry.fd }
+        self.memory = try MachineMemory(config: config, firmware: firmware, inherited: inheritedRAM)
         self.loop = try EventLoop()
         for line in memory.summary { Log.info(line) }
 
@@ -81,7 +93,7 @@ public final class Machine {
             requestExit(status: status, reason: nil, guest: true, cause: "guest-shutdown")
         }, base: DebugExit.basePort, count: DebugExit.portCount)
         guard config.serial != .none else { return }
-        let backend = try SerialBackend(config.serial)
+        let backend = try SerialBackend(config.serial) { [cprState] name in cprState?.fd(named: name) }
         let port = SerialPort(backend: backend) { [unowned self] level in
             do { try vm.setIrqLine(SerialPort.irq, level: level) } catch { Log.error("serial interrupt: \(error)") }
         }
@@ -136,8 +148,19 @@ public final class Machine {
         try startMonitors()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
-        if case .uri(let uri) = config.incoming { try startIncomingMigration(uri) }
-        if runState == .running { resume() }
+        if let cprState {
+            do {
+                try LiveUpdateArrival.complete(cprState, machine: self)
+            } catch {
+                var uri: MigrationURI?
+                if case .uri(let incoming) = config.incoming { uri = incoming }
+                Log.error(LiveUpdateArrival.rollBack(cprState, reason: "\(error)", incoming: uri))
+                return 1
+            }
+        } else if case .uri(let uri) = config.incoming {
+            try startIncomingMigration(uri)
+        }
+        if runState == .running && cprState == nil { resume() }
         loop.run()
         shutdownVcpus()
         serialBackend?.restoreTerminal()

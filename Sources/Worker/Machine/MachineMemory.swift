@@ -14,14 +14,15 @@ final class MachineMemory {
     /// Where main RAM appears in guest-physical space.
     let ramRanges: [BootInfo.Range]
 
-    init(config: MachineConfig, firmware: Firmware?) throws {
-        let main = try MachineMemory.createMainRAM(config)
+    /// `inherited`: fds of RAM blocks a previous image handed over, by block name.
+    init(config: MachineConfig, firmware: Firmware?, inherited: [String: Int32] = [:]) throws {
+        let main = try MachineMemory.createMainRAM(config, inherited: inherited)
         var blocks = [main]
         let low = min(main.size, MachineMemory.lowMemoryLimit)
         var regions: [GuestRegion] = []
         var ramRanges: [BootInfo.Range] = [(0, low)]
         if let firmware {
-            let bios = try MachineMemory.createFirmwareBlock(firmware, memfd: config.memfdAlloc)
+            let bios = try MachineMemory.createFirmwareBlock(firmware, memfd: config.memfdAlloc, inherited: inherited["pc.bios"])
             blocks.append(bios)
             let size = UInt64(firmware.bytes.count)
             regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart - size), size: size, block: bios, blockOffset: 0, readOnly: true))
@@ -47,12 +48,19 @@ final class MachineMemory {
     }
 
     /// Main RAM: the named backend, else a memfd "pc.ram" (memfd-alloc=on) or anonymous memory.
-    private static func createMainRAM(_ config: MachineConfig) throws -> RamBlock {
+    private static func createMainRAM(_ config: MachineConfig, inherited: [String: Int32]) throws -> RamBlock {
         do {
             guard let id = config.memoryBackendID, let backend = config.memoryBackends.first(where: { $0.id == id }) else {
+                if let fd = inherited["pc.ram"], config.memfdAlloc {
+                    return try RamBlock.adopt(fd: fd, name: "pc.ram", size: config.ramSize, backing: .memfd, shared: true)
+                }
                 return config.memfdAlloc
                     ? try RamBlock.memfd(name: "pc.ram", size: config.ramSize)
                     : try RamBlock.anonymous(name: "pc.ram", size: config.ramSize)
+            }
+            if let fd = inherited[backend.id], backend.kind != .ram {
+                let backing: RamBacking = backend.kind == .memfd ? .memfd : .file(path: backend.memPath ?? "")
+                return try RamBlock.adopt(fd: fd, name: backend.id, size: backend.size, backing: backing, shared: backend.share)
             }
             let block: RamBlock
             switch backend.kind {
@@ -67,8 +75,11 @@ final class MachineMemory {
         }
     }
 
-    private static func createFirmwareBlock(_ firmware: Firmware, memfd: Bool) throws -> RamBlock {
+    private static func createFirmwareBlock(_ firmware: Firmware, memfd: Bool, inherited: Int32?) throws -> RamBlock {
         let size = UInt64(firmware.bytes.count)
+        if let inherited, memfd {
+            return try RamBlock.adopt(fd: inherited, name: "pc.bios", size: size, backing: .memfd, shared: true)
+        }
         let block = memfd ? try RamBlock.memfd(name: "pc.bios", size: size) : try RamBlock.anonymous(name: "pc.bios", size: size)
         firmware.bytes.withUnsafeBytes { block.host.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return block

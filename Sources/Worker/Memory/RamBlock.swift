@@ -82,6 +82,27 @@ public final class RamBlock {
         }
     }
 
+    /// A block whose memfd or file a previous image of this process handed over (live update):
+    /// mapped again at a new address, contents untouched. CLOEXEC is set again at once.
+    static func adopt(fd: Int32, name: String, size: UInt64, backing: RamBacking, shared: Bool) throws(SystemError) -> RamBlock {
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        var info = stat()
+        try retryingOnEINTR("fstat inherited RAM \(name)", { fstat(fd, &info) })
+        guard UInt64(info.st_size) >= size else {
+            throw SystemError("inherited RAM \(name) is \(info.st_size) bytes, expected \(size)", errno: EINVAL)
+        }
+        let host = try map(fd: fd, size: size, shared: shared, name: name)
+        let block = RamBlock(name: name, size: size, backing: backing, shared: shared, fd: fd, host: host).adviseHugePages()
+        block.adopted = true
+        return block
+    }
+
+    /// Whether this block came from a previous image (its contents are the guest's).
+    public private(set) var adopted = false
+
+    /// Whether the block can outlive this process image: a shared memfd or shared file.
+    public var survivesExec: Bool { fd != nil && shared }
+
     /// Anonymous memory: what QEMU uses without memfd-alloc; it cannot outlive the process.
     static func anonymous(name: String, size: UInt64, shared: Bool = false) throws(SystemError) -> RamBlock {
         let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE

@@ -8,9 +8,23 @@ extension Machine {
         try job.start()
     }
 
-    /// QMP `migrate` / HMP `migrate`: checks, then starts the migration thread.
+    /// QMP `migrate` / HMP `migrate`: checks, then starts the migration thread, or for
+    /// cpr-exec schedules the live update right after the command's reply went out.
     @discardableResult
-    func startOutgoingMigration(_ uri: MigrationURI) throws(QMPError) -> OutgoingMigration {
+    func startOutgoingMigration(_ uri: MigrationURI) throws(QMPError) -> OutgoingMigration? {
+        if migrationMode == .cprExec {
+            if let job = outgoingMigration, !job.currentStatus.isFinished { throw QMPError("There's a migration process in progress") }
+            try CPRExecPreflight.check(machine: self, uri: uri, command: cprExecCommand)
+            let command = cprExecCommand
+            loop.post { [self] in
+                let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
+                Log.error("live update failed, the VM continues on this image: \(reason)")
+                liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
+                outgoingMigration = nil
+                emit(.migration(status: MigrationStatus.failed.rawValue))
+            }
+            return nil
+        }
         try OutgoingMigration.preflight(uri: uri, mode: migrationMode, machine: self)
         let job = OutgoingMigration(machine: self, uri: uri, mode: migrationMode)
         outgoingMigration = job
@@ -39,6 +53,7 @@ extension Machine {
     /// QEMU's MigrationInfo: the outgoing migration, else the incoming one, else {}.
     var migrationInfo: JSONObject {
         if let outgoingMigration { return outgoingMigration.info }
+        if let liveUpdateInfo { return liveUpdateInfo }
         if let incomingMigration { return incomingMigration.info }
         return [:]
     }

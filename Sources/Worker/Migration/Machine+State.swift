@@ -12,7 +12,7 @@ extension Machine {
         MachineDescription(
             vcpuCount: vcpus.count,
             blocks: memory.blocks.map {
-                .init(name: $0.name, size: $0.size, backing: $0.backing.name, shared: $0.shared, copied: copied($0))
+                .init(name: $0.name, size: $0.size, backing: $0.backing.name, shared: $0.shared, copied: copied($0), adopted: $0.adopted)
             },
             wasRunning: wasRunning, vmStarted: vmStarted)
     }

@@ -13,6 +13,8 @@ struct MachineDescription: Equatable {
         var shared: Bool
         /// Whether the stream carries this block's contents (cpr-reboot leaves shared files in place).
         var copied: Bool
+        /// This side only, not encoded: the block was handed over by a previous image.
+        var adopted = false
     }
 
     var vcpuCount: Int
@@ -71,7 +73,7 @@ struct MachineDescription: Equatable {
             if mine.size != block.size {
                 return "RAM block \(block.name) is \(SizeParser.describe(block.size)) in the incoming VM and \(SizeParser.describe(mine.size)) here (start it with the same -m)"
             }
-            if !block.copied && !(mine.backing == "file" && mine.shared) {
+            if !block.copied && !mine.adopted && !(mine.backing == "file" && mine.shared) {
                 return "RAM block \(block.name) was left in place, not saved in the stream, but here it is \(mine.backing) memory (use the same memory-backend-file,share=on)"
             }
         }

@@ -5,6 +5,9 @@ public enum MigrationMode: String, CaseIterable, Sendable {
     /// For a restart of the VMM on the same host (docs/devel/migration/CPR.rst): RAM in a
     /// shared file (memory-backend-file,share=on) stays in place; other RAM is copied.
     case cprReboot = "cpr-reboot"
+    /// Live update: exec a new cprvmm in this process; RAM memfds and shared files are handed
+    /// over as fds, never copied (QEMU 10.2's cpr-exec).
+    case cprExec = "cpr-exec"
 
     /// Whether the stream must carry this block's contents.
     func copies(_ block: RamBlock) -> Bool {
@@ -13,6 +16,8 @@ public enum MigrationMode: String, CaseIterable, Sendable {
         case .cprReboot:
             if case .file = block.backing, block.shared { return false }
             return true
+        case .cprExec:
+            return !block.survivesExec
         }
     }
 }

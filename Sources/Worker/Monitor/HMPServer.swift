@@ -19,13 +19,16 @@ final class HMPServer {
         init(_ connection: StreamConnection) { self.connection = connection }
     }
 
-    init(_ config: MonitorConfig, machine: Machine) throws {
+    var listenFD: Int32? { server?.listenFD }
+    var path: String? { server?.path }
+
+    init(_ config: MonitorConfig, machine: Machine, inherited: Int32? = nil) throws {
         self.machine = machine
         switch config {
         case .stdio:
             try attach(StreamConnection(stdioOn: machine.loop))
         case .unixServer(let path):
-            server = try SocketServer(path: path, context: "-monitor unix:\(path)", loop: machine.loop) { [unowned self] connection in
+            server = try SocketServer(path: path, context: "-monitor unix:\(path)", loop: machine.loop, inherited: inherited) { [unowned self] connection in
                 try? attach(connection)
             }
         }

@@ -44,9 +44,16 @@ struct HumanMonitor {
             do { try machine.startDeferredIncoming(try QMPCommands.parseURI(words[1])) } catch { return "Error: \(error.desc)\n" }
             return ""
         case "migrate_set_parameter":
-            guard words.count == 3 else { return "Error: usage: migrate_set_parameter PARAMETER VALUE\n" }
-            guard words[1] == "mode" else { return "Error: unknown migration parameter '\(words[1])'\n" }
-            do { machine.migrationMode = try QMPCommands.parseMode(words[2]) } catch { return "Error: \(error.desc)\n" }
+            guard words.count >= 3 else { return "Error: usage: migrate_set_parameter PARAMETER VALUE\n" }
+            switch words[1] {
+            case "mode":
+                guard words.count == 3 else { return "Error: usage: migrate_set_parameter mode MODE\n" }
+                do { machine.migrationMode = try QMPCommands.parseMode(words[2]) } catch { return "Error: \(error.desc)\n" }
+            case "cpr-exec-command", "cpr-exec-args":
+                machine.cprExecCommand = Array(words.dropFirst(2))
+            default:
+                return "Error: unknown migration parameter '\(words[1])'\n"
+            }
             return ""
         case "help", "?":
             return help()
@@ -70,13 +77,14 @@ struct HumanMonitor {
         let detach = arguments.first == "-d"
         let rest = detach ? Array(arguments.dropFirst()) : arguments
         guard rest.count == 1 else { return "Error: usage: migrate [-d] URI\n" }
-        let job: OutgoingMigration
+        let started: OutgoingMigration?
         do {
-            job = try machine.startOutgoingMigration(try QMPCommands.parseURI(rest[0]))
+            started = try machine.startOutgoingMigration(try QMPCommands.parseURI(rest[0]))
         } catch {
             return "Error: \(error.desc)\n"
         }
-        guard !detach, let later else { return "" }
+        // A live update has no job to wait on: this monitor is replaced with the process image.
+        guard let job = started, !detach, let later else { return "" }
         job.onFinish.append { status, reason in
             later(status == .failed ? "Error: \(reason ?? "migration failed")\n" : status == .cancelled ? "migration cancelled\n" : "")
         }
@@ -120,7 +128,7 @@ struct HumanMonitor {
         case "migrate":
             return HumanMonitor.describeMigration(machine.migrationInfo)
         case "migrate_parameters":
-            return "mode: \(machine.migrationMode.rawValue)\n"
+            return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\n"
         case "memdev":
             return machine.ramBlocks.map { block in
                 var text = "memory backend: \(block.name)\n"

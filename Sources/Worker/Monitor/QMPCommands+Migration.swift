@@ -3,14 +3,21 @@ import Shared
 /// QEMU's migration commands (qapi/migration.json), for the modes this cprvmm implements.
 extension QMPCommands {
     static let migration: [QMPCommand] = [
-        QMPCommand(name: "migrate-set-parameters", parameters: [.optional("mode", .string)]) { machine, arguments in
-            if let text = arguments["mode"]?.stringValue {
-                machine.migrationMode = try parseMode(text)
-            }
+        QMPCommand(name: "migrate-set-parameters", parameters: [
+            .optional("mode", .string), .optional("cpr-exec-command", .array), .optional("cpr-exec-args", .array),
+        ]) { machine, arguments in
+            // Check everything before changing anything.
+            let mode = try arguments["mode"]?.stringValue.map(parseMode)
+            let command = try (arguments["cpr-exec-command"] ?? arguments["cpr-exec-args"]).map(parseCommand)
+            if let mode { machine.migrationMode = mode }
+            if let command { machine.cprExecCommand = command }
             return .object([:])
         },
         QMPCommand(name: "query-migrate-parameters", parameters: []) { machine, _ in
-            .object(["mode": .string(machine.migrationMode.rawValue)])
+            .object([
+                "mode": .string(machine.migrationMode.rawValue),
+                "cpr-exec-command": .array(machine.cprExecCommand.map { .string($0) }),
+            ])
         },
         QMPCommand(name: "migrate", parameters: [
             .required("uri", .string), .optional("detach", .bool), .optional("resume", .bool),
@@ -36,6 +43,15 @@ extension QMPCommands {
             throw QMPError("Parameter 'mode' does not accept value '\(text)' (this cprvmm has: \(known))")
         }
         return mode
+    }
+
+    /// QEMU's cpr-exec-command: a list of strings, program first.
+    static func parseCommand(_ value: JSONValue) throws(QMPError) -> [String] {
+        let words = value.arrayValue?.compactMap(\.stringValue) ?? []
+        guard words.count == value.arrayValue?.count, !words.isEmpty else {
+            throw QMPError("Invalid parameter type for 'cpr-exec-command', expected: a non-empty array of strings")
+        }
+        return words
     }
 
     static func parseURI(_ text: String) throws(QMPError) -> MigrationURI {

@@ -120,7 +120,23 @@ enum QMPCommands {
                 "hmp": .array(machine.hmpSocketPaths.map { .string($0) }),
                 "serial": machine.serialSocketPath.map { .string($0) } ?? .null,
             ]),
-            "update-generation": 0,
+            "update-generation": .int(Int64(machine.updateGeneration)),
+            "updates": .array(machine.updateHistory.map(updateReport)),
+            "arguments": .array(CommandLine.arguments.map { .string($0) }),
+        ])
+    }
+}
+
+extension QMPCommands {
+    /// One live update as x-query-cprvmm reports it.
+    static func updateReport(_ update: CPRState.Update) -> JSONValue {
+        func image(_ image: CPRState.Image) -> JSONValue {
+            .object(["path": .string(image.path), "version": .string(image.version), "build-id": .string(image.buildID)])
+        }
+        return .object([
+            "generation": .int(Int64(update.generation)), "from": image(update.from), "to": image(update.to),
+            "pause-us": .int(Int64(update.pauseMicroseconds)), "total-us": .int(Int64(update.totalMicroseconds)),
+            "result": .string(update.result), "time": .double(update.time),
         ])
     }
 }

@@ -20,9 +20,13 @@ final class QMPServer {
         init(_ connection: StreamConnection) { self.connection = connection }
     }
 
-    init(path: String, machine: Machine) throws {
+    var listenFD: Int32? { server?.listenFD }
+    let path: String
+
+    init(path: String, machine: Machine, inherited: Int32? = nil) throws {
         self.machine = machine
-        server = try SocketServer(path: path, context: "-qmp unix:\(path)", loop: machine.loop) { [unowned self] connection in
+        self.path = path
+        server = try SocketServer(path: path, context: "-qmp unix:\(path)", loop: machine.loop, inherited: inherited) { [unowned self] connection in
             accept(connection)
         }
         machine.eventListeners.append { [unowned self] event in broadcast(event) }

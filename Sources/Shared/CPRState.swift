@@ -1,0 +1,169 @@
+import CLinux
+import Glibc
+
+/// What a live update hands from one process image to the next, apart from the VM state
+/// itself (kept separate, as QEMU keeps its cpr-state apart from the migration stream):
+/// which inherited fd is what, who the previous image was (to roll back to it), when the
+/// guest was paused, and the VM's identity and update history. Written to a memfd whose
+/// number travels in the environment variable `CPRState.environmentVariable`.
+public struct CPRState: Equatable, Sendable {
+    public static let environmentVariable = "CPRVMM_CPR_STATE_FD"
+    static let sectionName = "cpr"
+    static let sectionVersion: UInt32 = 1
+
+    public struct InheritedFD: Equatable, Sendable {
+        public var name: String
+        public var fd: Int32
+        public init(name: String, fd: Int32) { self.name = name; self.fd = fd }
+    }
+
+    public struct Image: Equatable, Sendable {
+        public var path: String
+        public var version: String
+        public var buildID: String
+        public init(path: String, version: String, buildID: String) { self.path = path; self.version = version; self.buildID = buildID }
+    }
+
+    /// One live update, as `cprctl status` and `x-query-cprvmm` report it.
+    public struct Update: Equatable, Sendable {
+        public var generation: UInt64
+        public var from: Image
+        public var to: Image
+        public var pauseMicroseconds: UInt64
+        public var totalMicroseconds: UInt64
+        /// "completed", or "rolled back: REASON".
+        public var result: String
+        public var time: Double
+        public init(generation: UInt64, from: Image, to: Image, pauseMicroseconds: UInt64, totalMicroseconds: UInt64, result: String, time: Double) {
+            self.generation = generation; self.from = from; self.to = to
+            self.pauseMicroseconds = pauseMicroseconds; self.totalMicroseconds = totalMicroseconds
+            self.result = result; self.time = time
+        }
+    }
+
+    public var fds: [InheritedFD] = []
+    /// The generation the new image becomes (1 after the first update).
+    public var generation: UInt64
+    /// The previous image: its command line (for rollback) and identity.
+    public var previousArguments: [String]
+    public var previous: Image
+    /// CLOCK_MONOTONIC (system-wide, so it survives exec) when the update began and when the
+    /// vCPUs were paused: the new image measures the guest pause and the total time from them.
+    public var startedMonotonicNanoseconds: UInt64
+    public var pausedMonotonicNanoseconds: UInt64
+    public var vmStarted: Double
+    public var history: [Update]
+    /// Set when a new image could not load the state and execs back into the previous one.
+    public var rollbackReason: String?
+
+    public init(generation: UInt64, previousArguments: [String], previous: Image, startedMonotonicNanoseconds: UInt64,
+                pausedMonotonicNanoseconds: UInt64, vmStarted: Double, history: [Update]) {
+        self.generation = generation
+        self.previousArguments = previousArguments
+        self.previous = previous
+        self.startedMonotonicNanoseconds = startedMonotonicNanoseconds
+        self.pausedMonotonicNanoseconds = pausedMonotonicNanoseconds
+        self.vmStarted = vmStarted
+        self.history = history
+    }
+
+    public func fd(named name: String) -> Int32? { fds.first { $0.name == name }?.fd }
+
+    // MARK: Encoding
+
+    func encode() -> [UInt8] {
+        var e = StateEncoder()
+        e.u32(UInt32(fds.count))
+        for entry in fds { e.string(entry.name); e.u32(UInt32(bitPattern: entry.fd)) }
+        e.u64(generation)
+        e.u32(UInt32(previousArguments.count))
+        for argument in previousArguments { e.string(argument) }
+        Self.encode(previous, &e)
+        e.u64(startedMonotonicNanoseconds)
+        e.u64(pausedMonotonicNanoseconds)
+        e.u64(vmStarted.bitPattern)
+        e.u32(UInt32(history.count))
+        for update in history {
+            e.u64(update.generation)
+            Self.encode(update.from, &e)
+            Self.encode(update.to, &e)
+            e.u64(update.pauseMicroseconds)
+            e.u64(update.totalMicroseconds)
+            e.string(update.result)
+            e.u64(update.time.bitPattern)
+        }
+        e.bool(rollbackReason != nil)
+        e.string(rollbackReason ?? "")
+        return e.bytes
+    }
+
+    private static func encode(_ image: Image, _ e: inout StateEncoder) {
+        e.string(image.path); e.string(image.version); e.string(image.buildID)
+    }
+
+    private static func decodeImage(_ d: inout StateDecoder) throws -> Image {
+        Image(path: try d.string(limit: 4096), version: try d.string(limit: 256), buildID: try d.string(limit: 256))
+    }
+
+    static func decode(_ section: StateSection) throws -> CPRState {
+        guard section.name == sectionName, section.version == sectionVersion else {
+            throw StateFormatError.malformed("CPR state: section '\(section.name)' version \(section.version) is not 'cpr' version \(sectionVersion)")
+        }
+        var d = StateDecoder(section)
+        let fdCount = Int(try d.u32())
+        guard fdCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(fdCount) fds is absurd") }
+        var fds: [InheritedFD] = []
+        for _ in 0..<fdCount { fds.append(InheritedFD(name: try d.string(limit: 4096), fd: Int32(bitPattern: try d.u32()))) }
+        let generation = try d.u64()
+        let argumentCount = Int(try d.u32())
+        guard argumentCount <= 4096 else { throw StateFormatError.malformed("CPR state: \(argumentCount) arguments is absurd") }
+        var arguments: [String] = []
+        for _ in 0..<argumentCount { arguments.append(try d.string(limit: 1 << 16)) }
+        let previous = try decodeImage(&d)
+        var state = CPRState(
+            generation: generation, previousArguments: arguments, previous: previous,
+            startedMonotonicNanoseconds: try d.u64(), pausedMonotonicNanoseconds: try d.u64(),
+            vmStarted: Double(bitPattern: try d.u64()), history: [])
+        let historyCount = Int(try d.u32())
+        guard historyCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(historyCount) updates is absurd") }
+        for _ in 0..<historyCount {
+            state.history.append(Update(
+                generation: try d.u64(), from: try decodeImage(&d), to: try decodeImage(&d),
+                pauseMicroseconds: try d.u64(), totalMicroseconds: try d.u64(), result: try d.string(limit: 4096),
+                time: Double(bitPattern: try d.u64())))
+        }
+        let hasRollback = try d.bool()
+        let reason = try d.string(limit: 4096)
+        state.rollbackReason = hasRollback ? reason : nil
+        state.fds = fds
+        try d.finish()
+        return state
+    }
+
+    // MARK: The memfd
+
+    /// Writes the state into a new memfd (close-on-exec until the exec clears it) and returns its fd.
+    public func writeToMemfd() throws -> Int32 {
+        let fd = clinux_memfd_create("cprvmm-cpr-state", CLINUX_MFD_CLOEXEC)
+        guard fd >= 0 else { throw StateFormatError.io("memfd_create for the CPR state: errno \(-fd)") }
+        do {
+            let writer = try StateWriter(sink: FileDescriptorSink(fd: fd))
+            try writer.writeSection(CPRState.sectionName, version: CPRState.sectionVersion, payload: encode())
+            try writer.finish()
+            return fd
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Reads the state from the start of `fd` (the fd stays open: a rollback writes it anew).
+    public static func read(fd: Int32) throws -> CPRState {
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw StateFormatError.io("CPR state fd \(fd): cannot seek (is it the memfd?)") }
+        let reader = try StateReader(source: FileDescriptorSource(fd: fd))
+        guard let section = try reader.nextSection() else { throw StateFormatError.malformed("CPR state: no section") }
+        let state = try decode(section)
+        guard try reader.nextSection() == nil else { throw StateFormatError.malformed("CPR state: more than one section") }
+        return state
+    }
+}

@@ -1,0 +1,14 @@
+/// What the worker asks the Supervisor to exec for a live update or a rollback: the new
+/// command line, the fds that must survive (their CLOEXEC is cleared only for the exec),
+/// and environment variables to set (or, with a nil value, to remove).
+public struct ExecRequest {
+    public var arguments: [String]
+    public var keepFDs: [Int32]
+    public var environment: [(name: String, value: String?)]
+}
+
+extension Worker {
+    /// Performs the exec; returns only when it failed, with the reason. Installed by the
+    /// Supervisor, which owns the process (DESIGN.md: the Supervisor performs execve).
+    nonisolated(unsafe) public static var execImage: (ExecRequest) -> String = { _ in "no exec support in this build" }
+}

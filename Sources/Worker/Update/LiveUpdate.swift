@@ -1,0 +1,60 @@
+import Glibc
+import Shared
+
+/// The old image's half of a live update (cpr-exec): pause, save the VM state, write the CPR
+/// state, and ask the Supervisor to exec the new program in this process. Runs on the loop
+/// thread. The VM is only paused, never torn down, until the exec succeeds: if it fails, the
+/// VM resumes here and the reason is reported (QEMU: "execvp failed").
+enum LiveUpdate {
+    /// Returns only if the exec did not happen; then the VM runs again as before.
+    static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
+        let started = monotonicNanoseconds()
+        let wasRunning = machine.runState == .running
+        if wasRunning { machine.pause() }
+        let paused = monotonicNanoseconds()
+        machine.runState = .finishMigrate
+        var cprFD: Int32 = -1
+        let reason: String
+        do {
+            let channel = try OutgoingMigrationChannel(uri)
+            do {
+                let writer = try StateWriter(sink: channel)
+                try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
+                try channel.finish()
+            } catch {
+                channel.cancel()
+                throw error
+            }
+            var cpr = CPRState(
+                generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
+                startedMonotonicNanoseconds: started, pausedMonotonicNanoseconds: paused,
+                vmStarted: machine.vmStarted, history: machine.updateHistory)
+            cpr.fds = machine.handoverFDs
+            cprFD = try cpr.writeToMemfd()
+            reason = Worker.execImage(ExecRequest(
+                arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
+                environment: [(CPRState.environmentVariable, String(cprFD))]))
+        } catch {
+            reason = "\(error)"
+        }
+        if cprFD >= 0 { close(cprFD) }
+        // Still here: the update did not happen. The VM continues on this image.
+        machine.runState = wasRunning ? .running : .paused
+        if wasRunning { machine.resume() }
+        return reason
+    }
+}
+
+extension Machine {
+    /// Everything the next image must inherit: RAM, listening sockets, the console.
+    var handoverFDs: [CPRState.InheritedFD] {
+        var fds = memory.blocks.compactMap { block in block.fd.map { CPRState.InheritedFD(name: "ram:" + block.name, fd: $0) } }
+        fds += monitorSocketsForHandover
+        fds += (serialBackend?.handover ?? []).map { CPRState.InheritedFD(name: $0.name, fd: $0.fd) }
+        return fds
+    }
+
+    static var currentImage: CPRState.Image {
+        CPRState.Image(path: executablePath, version: BuildInfo.version, buildID: BuildInfo.buildID)
+    }
+}

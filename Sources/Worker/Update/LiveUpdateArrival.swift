@@ -1,0 +1,106 @@
+import Glibc
+import Shared
+
+/// The new image's half of a live update: load the VM state the previous image saved, resume
+/// the guest, and record the update. If anything fails before the guest runs, the new image
+/// does not die: it execs back into the previous image (rollback), which loads the same state.
+enum LiveUpdateArrival {
+    static let injectFailureVariable = "CPRVMM_INJECT_LOAD_FAILURE"
+    static let historyLimit = 16
+
+    /// The CPR state a previous image left in this process, if any. Its fds become
+    /// close-on-exec again at once; the memfd holding it is closed.
+    static func takeInheritedState() -> Result<CPRState, Error>? {
+        guard let text = getenv(CPRState.environmentVariable).map({ String(cString: $0) }) else { return nil }
+        unsetenv(CPRState.environmentVariable)
+        guard let fd = Int32(text), fd >= 0 else {
+            return .failure(ConfigurationError("\(CPRState.environmentVariable)=\(text) is not a file descriptor"))
+        }
+        defer { close(fd) }
+        do {
+            let state = try CPRState.read(fd: fd)
+            for entry in state.fds { _ = fcntl(entry.fd, F_SETFD, FD_CLOEXEC) }
+            return .success(state)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Loads the state, resumes, records. Loop not yet running; vCPU threads started, paused.
+    static func complete(_ cpr: CPRState, machine: Machine) throws {
+        guard case .uri(let uri) = machine.config.incoming else {
+            throw ConfigurationError("the new command line has no -incoming URI to load the VM state from")
+        }
+        if cpr.rollbackReason == nil, getenv(injectFailureVariable) != nil {
+            throw ConfigurationError("load failure injected by \(injectFailureVariable)")
+        }
+        let channel = try IncomingMigrationChannel(uri)
+        defer { channel.close() }
+        let description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
+        if description.wasRunning && !machine.config.startPaused {
+            machine.runState = .running
+            machine.resume()
+        } else {
+            machine.runState = .paused
+        }
+        let resumed = monotonicNanoseconds()
+        // Everything below happens after the guest runs again: it is outside the pause.
+        machine.vmStarted = cpr.vmStarted
+        let pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000
+        let total = (resumed - min(resumed, cpr.startedMonotonicNanoseconds)) / 1000
+        let result = cpr.rollbackReason.map { "rolled back: \($0)" } ?? "completed"
+        let record = CPRState.Update(
+            generation: cpr.generation, from: cpr.previous, to: Machine.currentImage,
+            pauseMicroseconds: pause, totalMicroseconds: total, result: result, time: ProcessClock.now())
+        machine.updateHistory = Array((cpr.history + [record]).suffix(historyLimit))
+        machine.updateGeneration = cpr.rollbackReason == nil ? cpr.generation : cpr.generation - 1
+        if let reason = cpr.rollbackReason {
+            machine.liveUpdateInfo = ["status": "failed", "error-desc": .string("rolled back: \(reason)")]
+            Log.error("live update rolled back, the VM runs on \(Machine.executablePath) again: \(reason)")
+        } else {
+            machine.liveUpdateInfo = [
+                "status": "completed", "mode": "cpr-exec", "downtime": .int(Int64(pause / 1000)),
+                "x-downtime-us": .int(Int64(pause)), "total-time": .int(Int64(total / 1000)),
+            ]
+            Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms")
+        }
+        closeUnused(cpr, machine: machine)
+    }
+
+    /// Inherited fds the new configuration has no use for are closed: nothing leaks.
+    private static func closeUnused(_ cpr: CPRState, machine: Machine) {
+        let inUse = Set(machine.handoverFDs.map(\.fd))
+        for entry in cpr.fds where !inUse.contains(entry.fd) { close(entry.fd) }
+    }
+
+    /// Execs the previous image with the same state and the reason. Returns only if that
+    /// exec failed too; then nothing can resume the VM and the caller must exit.
+    static func rollBack(_ cpr: CPRState, reason: String, incoming: MigrationURI?) -> String {
+        guard cpr.rollbackReason == nil else {
+            return "the rollback image cannot load the state either: \(reason) (after: \(cpr.rollbackReason!))"
+        }
+        guard let incoming else { return "cannot roll back without the state's URI: \(reason)" }
+        var state = cpr
+        state.rollbackReason = "\(Machine.executablePath) (version \(BuildInfo.version), build id \(BuildInfo.buildID)) could not load the state: \(reason)"
+        var arguments: [String] = []
+        var skipNext = false
+        for argument in cpr.previousArguments {
+            if skipNext { skipNext = false; continue }
+            if argument == "-incoming" || argument == "--incoming" { skipNext = true; continue }
+            arguments.append(argument)
+        }
+        arguments += ["-incoming", incoming.description]
+        Log.error("live update failed in the new image: \(reason); rolling back to \(cpr.previous.path)")
+        do {
+            for entry in cpr.fds { _ = fcntl(entry.fd, F_SETFD, FD_CLOEXEC) }
+            let fd = try state.writeToMemfd()
+            let failure = Worker.execImage(ExecRequest(
+                arguments: arguments, keepFDs: cpr.fds.map(\.fd) + [fd],
+                environment: [(CPRState.environmentVariable, String(fd)), (injectFailureVariable, nil)]))
+            close(fd)
+            return "rollback to \(cpr.previous.path) failed: \(failure) (the update failed because: \(reason))"
+        } catch {
+            return "rollback failed: \(error) (the update failed because: \(reason))"
+        }
+    }
+}
