@@ -1,5 +1,12 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// CPRVMM_VERSION=X at build time overrides the version the binaries report. The tests build
+// a second cprvmm this way, so a live update goes between two builds with different versions.
+let versionOverride: [CSetting] = ProcessInfo.processInfo.environment["CPRVMM_VERSION"].map {
+    [.define("CPRVMM_VERSION", to: "\"\($0)\"")]
+} ?? []
 
 // No third-party dependencies: every dependency lengthens the clean build and, worse,
 // the start-up of every new image during a live update (see notes/platform.md).
@@ -13,7 +20,7 @@ let package = Package(
         // C shims for what Swift cannot import: ioctl request numbers, kernel structs.
         .target(name: "CKVM"),
         // C shims for libc functions hidden behind _GNU_SOURCE (memfd_create, ...).
-        .target(name: "CLinux"),
+        .target(name: "CLinux", cSettings: versionOverride),
         // Guest programs, assembled from source by the normal build.
         .target(name: "CGuest"),
         .target(name: "Shared", dependencies: ["CLinux"]),

@@ -22,6 +22,12 @@ int clinux_memfd_create(const char *name, unsigned int flags) {
     return fd < 0 ? -errno : fd;
 }
 
+#ifndef CPRVMM_VERSION
+#define CPRVMM_VERSION "0.1.0"
+#endif
+
+const char *clinux_version(void) { return CPRVMM_VERSION; }
+
 int clinux_sigrtmin(void) { return SIGRTMIN; }
 
 pid_t clinux_gettid(void) { return (pid_t)syscall(SYS_gettid); }

@@ -3,7 +3,7 @@ import CLinux
 /// What identifies a cprvmm binary: its release version and the GNU build id the linker
 /// stamped into it. The live update reports both for the old and the new image.
 public enum BuildInfo {
-    public static let version = "0.1.0"
+    public static let version = String(cString: clinux_version())
 
     /// Hex build id of the running executable, read from its own program headers in memory.
     public static let buildID: String = {

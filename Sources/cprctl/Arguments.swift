@@ -5,6 +5,17 @@ enum CprctlCommand: Equatable {
     case help
     case version
     case status(StatusOptions)
+    case update(UpdateOptions)
+}
+
+/// `cprctl update [NAME | --socket PATH] [--binary PATH] [--timeout S] [-- ARGS...]`.
+struct UpdateOptions: Equatable {
+    var target: VMTarget = .automatic
+    /// The program to exec; default: the running image's argv[0], resolved again.
+    var binary: String?
+    /// The new command line after the program; default: the running one.
+    var arguments: [String]?
+    var timeoutSeconds: Double = 60
 }
 
 struct StatusOptions: Equatable {
@@ -41,6 +52,7 @@ enum ArgumentParser {
         case "-h", "--help", "help": return .help
         case "--version": return .version
         case "status": return try parseStatus(Array(arguments.dropFirst()))
+        case "update": return try parseUpdate(Array(arguments.dropFirst()))
         default:
             if first.hasPrefix("-") { throw UsageError("unknown option '\(first)' \(helpHint)") }
             throw UsageError("unknown command '\(first)' \(helpHint)")
@@ -107,6 +119,55 @@ enum ArgumentParser {
         }
         if let timeout { options.timeoutSeconds = timeout }
         return .status(options)
+    }
+
+    private static func parseUpdate(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var options = UpdateOptions()
+        var names: [String] = []
+        var socket: String?
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let (option, inline) = splitOption(argument)
+            func value() throws(UsageError) -> String {
+                if let inline { return inline }
+                index += 1
+                guard index < arguments.count else { throw UsageError("option '\(option)' needs a value \(helpHint)") }
+                return arguments[index]
+            }
+            switch option {
+            case "--":
+                // Everything after -- is the VM's new command line (without the program).
+                options.arguments = Array(arguments[(index + 1)...])
+                index = arguments.count
+                continue
+            case "-h", "--help":
+                return .help
+            case "--socket":
+                socket = try value()
+            case "--binary":
+                options.binary = try value()
+            case "--timeout":
+                let text = try value()
+                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
+                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
+                }
+                options.timeoutSeconds = seconds
+            default:
+                guard !argument.hasPrefix("-") else { throw UsageError("unknown option '\(option)' for update \(helpHint)") }
+                names.append(argument)
+            }
+            index += 1
+        }
+        if names.count > 1 { throw UsageError("update takes one VM name, got \(names.count): \(names.joined(separator: " "))") }
+        if let name = names.first {
+            if socket != nil { throw UsageError("give a VM name or --socket PATH, not both") }
+            do { try RuntimeDirectory.validate(name: name) } catch { throw UsageError(error.description) }
+            options.target = .name(name)
+        } else if let socket {
+            options.target = .socket(socket)
+        }
+        return .update(options)
     }
 
     /// "--socket=/x" → ("--socket", "/x"); "--json" → ("--json", nil).

@@ -34,6 +34,8 @@ enum Cprctl {
             return CprctlResult(exitStatus: 0, output: Usage.versionLine + "\n")
         case .status(let options):
             return status(options, runtimeBase: runtimeBase, now: now)
+        case .update(let options):
+            return LiveUpdateCommand.run(options, runtimeBase: runtimeBase)
         }
     }
 

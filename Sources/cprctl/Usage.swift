@@ -14,6 +14,14 @@ enum Usage {
                               vCPUs, RAM blocks and sockets.
                               --json prints the VMM's x-query-cprvmm reply as JSON.
                               --timeout bounds each wait for the VM (default 5 s).
+          update [NAME | --socket PATH] [--binary PATH] [--timeout SECONDS] [-- ARGS...]
+                              Live-update the VM (cpr-exec): exec the binary again in the
+                              same process with the current command line (or ARGS), guest
+                              RAM kept in place; waits for the outcome (default 60 s).
+                              The program is looked up again, so an upgraded package is
+                              picked up; --binary names another one. Exit 0 when the new
+                              image runs the guest, 1 with the reason on a refusal, a
+                              failed exec or a rollback (the VM then runs on the old one).
           help                Show this help.
 
         Options:

@@ -35,6 +35,9 @@ pid_t clinux_gettid(void);
 // in memory: no file I/O) into buf; returns its length, 0 when there is none.
 size_t clinux_build_id(uint8_t *buf, size_t cap);
 
+// The release version of this build (CPRVMM_VERSION, settable at build time; see Package.swift).
+const char *clinux_version(void);
+
 // CLOCK_MONOTONIC in nanoseconds.
 uint64_t clinux_monotonic_ns(void);
 

@@ -15,7 +15,8 @@ enum CPRExecPreflight {
             throw QMPError(blockers.joined(separator: "; "))
         }
         guard let path = resolve(program) else {
-            throw QMPError("cpr-exec-command: \(program): no such file or directory (not found in PATH); the VM keeps running")
+            let where_ = program.contains("/") ? "no such file or directory" : "not found in PATH"
+            throw QMPError("cpr-exec-command: \(program): \(where_); the VM keeps running")
         }
         guard access(path, X_OK) == 0 else {
             throw QMPError("cpr-exec-command: \(path): \(SystemError.describe(errno)); the VM keeps running")

@@ -1,0 +1,92 @@
+import Glibc
+import Shared
+
+/// `cprctl update`: a live update (cpr-exec) with the VM's current command line, the program
+/// resolved again (so an upgraded package is picked up), and a wait for the outcome: exit 0
+/// when the new image runs the guest, 1 with the reason on a refusal, failure or rollback.
+enum LiveUpdateCommand {
+    static func run(_ options: UpdateOptions, runtimeBase: String) -> CprctlResult {
+        let target: ResolvedTarget
+        do {
+            target = try TargetResolver.resolve(options.target, base: runtimeBase)
+        } catch {
+            return .failure(error.description)
+        }
+        let path = target.socketPath
+        do {
+            let before = try snapshot(path)
+            guard let running = before.status["arguments"]?.arrayValue?.compactMap(\.stringValue), let program = running.first else {
+                return .failure("\(path): the VM does not report its command line (cprvmm too old?)")
+            }
+            let binary = options.binary ?? program
+            let arguments = withoutIncoming(options.arguments ?? Array(running.dropFirst()))
+            let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let state = "file:\(directory.isEmpty ? "." : directory)/cprvmm-update.state"
+            let client = try QMPClient(path: path, timeoutSeconds: 10)
+            let command: [JSONValue] = ([binary] + arguments + ["-incoming", state]).map { .string($0) }
+            _ = try client.execute("migrate-set-parameters", arguments: ["mode": "cpr-exec", "cpr-exec-command": .array(command)])
+            _ = try client.execute("migrate", arguments: ["uri": .string(state)])
+            client.close()
+            return waitForOutcome(path, before: before, timeout: options.timeoutSeconds)
+        } catch {
+            return .failure("\(error)")
+        }
+    }
+
+    private struct Snapshot {
+        var status: JSONValue
+        var generation: Int64
+        var updates: Int
+        var migrationError: String?
+    }
+
+    private static func snapshot(_ path: String) throws -> Snapshot {
+        let client = try QMPClient(path: path, timeoutSeconds: 5)
+        defer { client.close() }
+        let status = try client.execute("x-query-cprvmm")
+        let migration = try client.execute("query-migrate")
+        return Snapshot(
+            status: status, generation: status["update-generation"]?.intValue ?? 0,
+            updates: status["updates"]?.arrayValue?.count ?? 0, migrationError: migration["error-desc"]?.stringValue)
+    }
+
+    /// Polls until the generation grows (success), a rollback is recorded, or the old image
+    /// reports the exec failed. The socket stays connectable throughout: it is handed over.
+    private static func waitForOutcome(_ path: String, before: Snapshot, timeout: Double) -> CprctlResult {
+        let deadline = Formatting.now() + timeout
+        while Formatting.now() < deadline {
+            usleep(20_000)
+            guard let now = try? snapshot(path) else { continue }
+            if now.generation > before.generation, let last = now.status["updates"]?.arrayValue?.last {
+                return CprctlResult(exitStatus: 0, output: summary(last, name: now.status["name"]?.stringValue) + "\n")
+            }
+            if now.updates > before.updates, let last = now.status["updates"]?.arrayValue?.last {
+                return .failure("live update failed: \(last["result"]?.stringValue ?? "unknown reason"); the VM runs on the previous binary")
+            }
+            if let error = now.migrationError, error != before.migrationError {
+                return .failure("live update failed: \(error); the VM runs on the previous binary")
+            }
+        }
+        return .failure("no outcome from \(path) within \(Int(timeout)) s (see cprctl status)")
+    }
+
+    private static func summary(_ update: JSONValue, name: String?) -> String {
+        let pause = (update["pause-us"]?.intValue).map { "\($0 / 1000).\($0 % 1000 / 100) ms" } ?? "?"
+        let from = update["from"]?["version"]?.stringValue ?? "?"
+        let to = update["to"]?["version"]?.stringValue ?? "?"
+        let generation = update["generation"]?.intValue.map(String.init) ?? "?"
+        return "\(name ?? "VM") updated (generation \(generation)): \(from) -> \(to), guest paused \(pause)"
+    }
+
+    /// The command line without a previous -incoming (a fresh one is appended).
+    static func withoutIncoming(_ arguments: [String]) -> [String] {
+        var result: [String] = []
+        var skip = false
+        for argument in arguments {
+            if skip { skip = false; continue }
+            if argument == "-incoming" || argument == "--incoming" { skip = true; continue }
+            result.append(argument)
+        }
+        return result
+    }
+}
