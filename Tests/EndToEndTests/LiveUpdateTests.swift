@@ -44,18 +44,19 @@ extension VirtualMachines {
 
         /// Asks for a live update into `command` (program + arguments; -incoming appended)
         /// and returns migrate's reply.
-        static func requestUpdate(_ vm: VM, command: [String]) throws -> String {
+        static func requestUpdate(_ vm: VM, command: [String], uri: String? = nil) throws -> String {
             let client = try connectWhenListening(vm.qmp)
-            let full = command + ["-incoming", "file:\(vm.state)"]
+            let uri = uri ?? "file:\(vm.state)"
+            let full = command + ["-incoming", uri]
             let list = full.map { "\"\($0)\"" }.joined(separator: ", ")
             #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-exec", "cpr-exec-command": [\#(list)]}}"#) == #"{"return": {}}"#)
-            return client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(vm.state)"}}"#) ?? ""
+            return client.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(uri)"}}"#) ?? ""
         }
 
         /// A successful update to `binary`: same PID, generation + 1, guest unbroken.
-        static func update(_ vm: VM, to binary: String, prefix: [String] = []) throws {
+        static func update(_ vm: VM, to binary: String, prefix: [String] = [], uri: String? = nil) throws {
             let before = generation(vm)
-            #expect(try requestUpdate(vm, command: prefix + [binary] + Array(vm.arguments)) == #"{"return": {}}"#)
+            #expect(try requestUpdate(vm, command: prefix + [binary] + Array(vm.arguments), uri: uri) == #"{"return": {}}"#)
             let deadline = Date().addingTimeInterval(60)
             while generation(vm) != before + 1 && Date() < deadline { usleep(20_000) }
             #expect(generation(vm) == before + 1, "update did not complete: \(vm.process.stderr.suffix(600))")
@@ -149,6 +150,22 @@ extension VirtualMachines {
             _ = vm.process.terminate()
         }
 
+        @Test("memfd: keeps the VM state in an inherited memfd, no file system involved; it is closed afterwards")
+        func memfdURI() throws {
+            let vm = try Self.start()
+            let fdsBefore = Self.fdTargets(vm.process.pid)
+            try Self.update(vm, to: Binaries.cprvmm, uri: "memfd:")
+            #expect(access(vm.state, F_OK) != 0, "a state file was written")
+            Self.expectGuestIntact(vm)
+            #expect(Self.fdTargets(vm.process.pid) == fdsBefore, "fds after: \(Self.fdTargets(vm.process.pid))")
+            let plain = try connectWhenListening(vm.qmp)
+            _ = plain.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "normal"}}"#)
+            _ = plain.execute(#"{"execute": "migrate", "arguments": {"uri": "memfd:"}}"#)
+            let info = MigrationTests.waitForMigration(plain)
+            #expect(info.contains("memfd: is only for a live update (mode cpr-exec)"), "\(info)")
+            _ = vm.process.terminate()
+        }
+
         @Test("50 consecutive updates: the guest verifies its memory throughout, ticks unbroken")
         func fiftyUpdates() throws {
             let vm = try Self.start()
@@ -203,7 +220,7 @@ extension VirtualMachines {
             _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-exec"}}"#)
             #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(vm.state)"}}"#)?.contains("cpr-exec mode requires setting cpr-exec-command") == true)
             _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"cpr-exec-command": ["\#(Binaries.cprvmm)"]}}"#)
-            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "unix:/tmp/x.sock"}}"#)?.contains("mode cpr-exec needs a non-streaming URI (file:PATH), not unix:/tmp/x.sock") == true)
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "unix:/tmp/x.sock"}}"#)?.contains("mode cpr-exec needs a non-streaming URI (file:PATH or memfd:), not unix:/tmp/x.sock") == true)
             _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"cpr-exec-args": ["/nonexistent/cprvmm"]}}"#)
             #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(vm.state)"}}"#)?.contains("cpr-exec-command: /nonexistent/cprvmm: no such file or directory; the VM keeps running") == true)
             #expect(Self.generation(vm) == 0)

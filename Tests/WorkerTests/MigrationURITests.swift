@@ -17,17 +17,18 @@ import Testing
         ("tcp::4444", .tcp(host: "", port: 4444)),                        // any address, as QEMU
         ("exec:cat > /tmp/vm.state", .exec(command: "cat > /tmp/vm.state")),
         ("exec:gzip -c | ssh host 'cat > x'", .exec(command: "gzip -c | ssh host 'cat > x'")),
+        ("memfd:", .memfd),
     ])
     func parsesGoodURIs(text: String, expected: MigrationURI) throws {
         #expect(try MigrationURI.parse(text) == expected)
     }
 
     @Test(arguments: [
-        ("ftp:x", "invalid migration URI 'ftp:x' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)"),
-        ("", "invalid migration URI '' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)"),
-        ("/tmp/state", "invalid migration URI '/tmp/state' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)"),
-        ("fd:3", "invalid migration URI 'fd:3' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)"),
-        ("FILE:/x", "invalid migration URI 'FILE:/x' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)"),
+        ("ftp:x", "invalid migration URI 'ftp:x' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)"),
+        ("", "invalid migration URI '' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)"),
+        ("/tmp/state", "invalid migration URI '/tmp/state' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)"),
+        ("fd:3", "invalid migration URI 'fd:3' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)"),
+        ("FILE:/x", "invalid migration URI 'FILE:/x' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)"),
         ("file:", "file: URI needs a path"),
         ("file:,offset=5", "file: URI needs a path"),
         ("file:/x,offset=abc", "file:/x,offset=abc: invalid offset"),

@@ -49,6 +49,8 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         case .exec(let command):
             let (fd, pid) = try MigrationChild.spawn(command, .toChild, uri: uri)
             endpoint = try MigrationEndpoint(uri: uri, transport: .pipe, fd: fd, child: pid)
+        case .memfd:
+            throw MigrationChannelError(MigrationURI.memfdOnlyForLiveUpdate)
         }
         buffer = .allocate(byteCount: migrationChannelBufferSize, alignment: 16)
     }
@@ -254,6 +256,8 @@ public final class IncomingMigrationChannel: @unchecked Sendable {
         case .exec(let command):
             let (fd, pid) = try MigrationChild.spawn(command, .fromChild, uri: uri)
             endpoint = try MigrationEndpoint(uri: uri, transport: .pipe, fd: fd, child: pid)
+        case .memfd:
+            throw MigrationChannelError(MigrationURI.memfdOnlyForLiveUpdate)
         }
         boundPort = port
         buffer = .allocate(byteCount: migrationChannelBufferSize, alignment: 16)

@@ -10,6 +10,11 @@ public enum MigrationURI: Equatable, Sendable, CustomStringConvertible {
     case unix(path: String)
     case tcp(host: String, port: UInt16)
     case exec(command: String)
+    /// `memfd:`: for a live update only, the state goes into a memfd the new image inherits
+    /// (no file system involved).
+    case memfd
+
+    static let memfdOnlyForLiveUpdate = "memfd: is only for a live update (mode cpr-exec): the state lives in a memfd the new image inherits"
 
     public static func parse(_ text: String) throws(MigrationURIError) -> MigrationURI {
         if let rest = text.removingPrefix("file:") {
@@ -26,6 +31,7 @@ public enum MigrationURI: Equatable, Sendable, CustomStringConvertible {
             guard !path.isEmpty else { throw MigrationURIError("file: URI needs a path") }
             return .file(path: path, offset: offset)
         }
+        if text == "memfd:" { return .memfd }
         if let path = text.removingPrefix("unix:") {
             guard !path.isEmpty else { throw MigrationURIError("unix: URI needs a path") }
             return .unix(path: path)
@@ -41,13 +47,15 @@ public enum MigrationURI: Equatable, Sendable, CustomStringConvertible {
             return .tcp(host: host, port: port)
         }
         throw MigrationURIError(
-            "invalid migration URI '\(text)' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT or exec:COMMAND)")
+            "invalid migration URI '\(text)' (use file:PATH[,offset=N], unix:PATH, tcp:HOST:PORT, exec:COMMAND, or memfd: for a live update)")
     }
 
     /// unix, tcp and exec stream; file does not (cpr modes need a non-streaming URI).
     public var isStreaming: Bool {
-        if case .file = self { return false }
-        return true
+        switch self {
+        case .file, .memfd: return false
+        case .unix, .tcp, .exec: return true
+        }
     }
 
     /// Back to the URI text; `parse(uri.description) == uri`.
@@ -57,6 +65,7 @@ public enum MigrationURI: Equatable, Sendable, CustomStringConvertible {
         case .unix(let path): return "unix:\(path)"
         case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
         case .exec(let command): return "exec:\(command)"
+        case .memfd: return "memfd:"
         }
     }
 

@@ -7,8 +7,8 @@ enum CPRExecPreflight {
         guard let program = command.first, !program.isEmpty else {
             throw QMPError("cpr-exec mode requires setting cpr-exec-command (migrate-set-parameters cpr-exec-command, or HMP migrate_set_parameter cpr-exec-command PROGRAM ARGS...)")
         }
-        guard case .file = uri else {
-            throw QMPError("mode cpr-exec needs a non-streaming URI (file:PATH), not \(uri): the new image reads the state after the exec")
+        guard !uri.isStreaming else {
+            throw QMPError("mode cpr-exec needs a non-streaming URI (file:PATH or memfd:), not \(uri): the new image reads the state after the exec")
         }
         let blockers = machine.ramBlocks.filter { !$0.survivesExec }.map(reason)
         guard blockers.isEmpty else {

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Shared
 
@@ -6,6 +7,9 @@ import Shared
 /// thread. The VM is only paused, never torn down, until the exec succeeds: if it fails, the
 /// VM resumes here and the reason is reported (QEMU: "execvp failed").
 enum LiveUpdate {
+    /// The handover name of the memfd holding the VM state for a `memfd:` URI.
+    static let stateFDName = "vm-state"
+
     /// Returns only if the exec did not happen; then the VM runs again as before.
     static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
         let started = monotonicNanoseconds()
@@ -14,22 +18,31 @@ enum LiveUpdate {
         let paused = monotonicNanoseconds()
         machine.runState = .finishMigrate
         var cprFD: Int32 = -1
+        var stateFD: Int32 = -1
         let reason: String
         do {
-            let channel = try OutgoingMigrationChannel(uri)
-            do {
-                let writer = try StateWriter(sink: channel)
+            if uri == .memfd {
+                stateFD = clinux_memfd_create("cprvmm-vm-state", CLINUX_MFD_CLOEXEC)
+                guard stateFD >= 0 else { throw SystemError("memfd_create for the VM state", errno: -stateFD) }
+                let writer = try StateWriter(sink: FileDescriptorSink(fd: stateFD))
                 try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
-                try channel.finish()
-            } catch {
-                channel.cancel()
-                throw error
+            } else {
+                let channel = try OutgoingMigrationChannel(uri)
+                do {
+                    let writer = try StateWriter(sink: channel)
+                    try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
+                    try channel.finish()
+                } catch {
+                    channel.cancel()
+                    throw error
+                }
             }
             var cpr = CPRState(
                 generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
                 startedMonotonicNanoseconds: started, pausedMonotonicNanoseconds: paused,
                 vmStarted: machine.vmStarted, history: machine.updateHistory)
             cpr.fds = machine.handoverFDs
+            if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
             cprFD = try cpr.writeToMemfd()
             reason = Worker.execImage(ExecRequest(
                 arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
@@ -38,6 +51,7 @@ enum LiveUpdate {
             reason = "\(error)"
         }
         if cprFD >= 0 { close(cprFD) }
+        if stateFD >= 0 { close(stateFD) }
         // Still here: the update did not happen. The VM continues on this image.
         machine.runState = wasRunning ? .running : .paused
         if wasRunning { machine.resume() }

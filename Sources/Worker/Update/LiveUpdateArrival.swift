@@ -34,9 +34,19 @@ enum LiveUpdateArrival {
         if cpr.rollbackReason == nil, getenv(injectFailureVariable) != nil {
             throw ConfigurationError("load failure injected by \(injectFailureVariable)")
         }
-        let channel = try IncomingMigrationChannel(uri)
-        defer { channel.close() }
-        let description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
+        let description: MachineDescription
+        if uri == .memfd {
+            guard let fd = cpr.fd(named: LiveUpdate.stateFDName) else {
+                throw ConfigurationError("-incoming memfd: but the previous image handed over no state memfd")
+            }
+            // Read from the start; the fd stays open for a rollback and is closed after resume.
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw SystemError("lseek on the state memfd", errno: errno) }
+            description = try StateLoader(machine: machine).load(from: StateReader(source: FileDescriptorSource(fd: fd)))
+        } else {
+            let channel = try IncomingMigrationChannel(uri)
+            defer { channel.close() }
+            description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
+        }
         if description.wasRunning && !machine.config.startPaused {
             machine.runState = .running
             machine.resume()
