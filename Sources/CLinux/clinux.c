@@ -76,6 +76,8 @@ size_t clinux_build_id(uint8_t *buf, size_t cap) {
 }
 
 #include <sys/socket.h>
+#include <sched.h>
+#include <stdint.h>
 
 int clinux_accept4(int fd, int flags) {
     int client = accept4(fd, NULL, NULL, flags);
@@ -119,4 +121,27 @@ pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd) {
 
 int clinux_pipe2(int fds[2], int flags) {
     return pipe2(fds, flags) < 0 ? -errno : 0;
+}
+
+// Runs in a task that shares the parent's memory, fds and TLS pointer: raw syscalls only
+// (no libc state, no errno), and it never returns into libc.
+static int teardown_holder_main(void *argument) {
+    unsigned int ms = (unsigned int)(uintptr_t)argument;
+    uint64_t all = ~0ull;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    syscall(SYS_nanosleep, &ts, NULL);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+int clinux_spawn_teardown_holder(unsigned int milliseconds) {
+    const size_t size = 64 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
+    // The stack is never unmapped: it belongs to the address space the holder keeps alive,
+    // which goes away with the holder.
+    int pid = clone(teardown_holder_main, (char *)stack + size, CLONE_VM | CLONE_FILES | SIGCHLD,
+                    (void *)(uintptr_t)milliseconds);
+    return pid < 0 ? -errno : pid;
 }

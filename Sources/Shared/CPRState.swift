@@ -6,10 +6,15 @@ import Glibc
 /// which inherited fd is what, who the previous image was (to roll back to it), when the
 /// guest was paused, and the VM's identity and update history. Written to a memfd whose
 /// number travels in the environment variable `CPRState.environmentVariable`.
-public struct CPRState: Equatable, Sendable {
+public struct CPRState: Sendable {
     public static let environmentVariable = "CPRVMM_CPR_STATE_FD"
     static let sectionName = "cpr"
     static let sectionVersion: UInt32 = 1
+    static let recordSectionName = "cpr.record"
+    static let recordSectionVersion: UInt32 = 1
+
+    /// Set when the "cpr.record" section could not be read: this image can still roll back.
+    public var unreadableRecord: String?
 
     public struct InheritedFD: Equatable, Sendable {
         public var name: String
@@ -25,12 +30,15 @@ public struct CPRState: Equatable, Sendable {
     }
 
     /// One live update, as `cprctl status` and `x-query-cprvmm` report it.
-    public struct Update: Equatable, Sendable {
+    public struct Update: Sendable {
         public var generation: UInt64
         public var from: Image
         public var to: Image
         public var pauseMicroseconds: UInt64
         public var totalMicroseconds: UInt64
+        /// Where the pause went, in microseconds, by phase name (pause vCPUs, save, exec and
+        /// runtime start, VM creation, load, resume).
+        public var phases: [(name: String, microseconds: UInt64)] = []
         /// "completed", or "rolled back: REASON".
         public var result: String
         public var time: Double
@@ -51,6 +59,11 @@ public struct CPRState: Equatable, Sendable {
     /// vCPUs were paused: the new image measures the guest pause and the total time from them.
     public var startedMonotonicNanoseconds: UInt64
     public var pausedMonotonicNanoseconds: UInt64
+    /// When the state was saved and the exec requested (the rest of the pause is the new image's).
+    public var execMonotonicNanoseconds: UInt64 = 0
+    /// Tasks holding earlier images' address spaces and fds until those are torn down
+    /// outside the pause; whichever image runs reaps them.
+    public var teardownHolders: [Int32] = []
     public var vmStarted: Double
     public var history: [Update]
     /// Set when a new image could not load the state and execs back into the previous one.
@@ -71,7 +84,10 @@ public struct CPRState: Equatable, Sendable {
 
     // MARK: Encoding
 
-    func encode() -> [UInt8] {
+    /// Two sections. "cpr" holds what any image needs to roll back (the fds, the previous
+    /// command line and image) and keeps its layout forever; "cpr.record" holds timings and
+    /// history and may change. An image that cannot read "cpr.record" can still roll back.
+    func encodeCore() -> [UInt8] {
         var e = StateEncoder()
         e.u32(UInt32(fds.count))
         for entry in fds { e.string(entry.name); e.u32(UInt32(bitPattern: entry.fd)) }
@@ -79,8 +95,18 @@ public struct CPRState: Equatable, Sendable {
         e.u32(UInt32(previousArguments.count))
         for argument in previousArguments { e.string(argument) }
         Self.encode(previous, &e)
+        e.bool(rollbackReason != nil)
+        e.string(rollbackReason ?? "")
+        return e.bytes
+    }
+
+    func encodeRecord() -> [UInt8] {
+        var e = StateEncoder()
         e.u64(startedMonotonicNanoseconds)
         e.u64(pausedMonotonicNanoseconds)
+        e.u64(execMonotonicNanoseconds)
+        e.u32(UInt32(teardownHolders.count))
+        for pid in teardownHolders { e.u32(UInt32(bitPattern: pid)) }
         e.u64(vmStarted.bitPattern)
         e.u32(UInt32(history.count))
         for update in history {
@@ -91,9 +117,9 @@ public struct CPRState: Equatable, Sendable {
             e.u64(update.totalMicroseconds)
             e.string(update.result)
             e.u64(update.time.bitPattern)
+            e.u32(UInt32(update.phases.count))
+            for phase in update.phases { e.string(phase.name); e.u64(phase.microseconds) }
         }
-        e.bool(rollbackReason != nil)
-        e.string(rollbackReason ?? "")
         return e.bytes
     }
 
@@ -105,7 +131,7 @@ public struct CPRState: Equatable, Sendable {
         Image(path: try d.string(limit: 4096), version: try d.string(limit: 256), buildID: try d.string(limit: 256))
     }
 
-    static func decode(_ section: StateSection) throws -> CPRState {
+    static func decodeCore(_ section: StateSection) throws -> CPRState {
         guard section.name == sectionName, section.version == sectionVersion else {
             throw StateFormatError.malformed("CPR state: section '\(section.name)' version \(section.version) is not 'cpr' version \(sectionVersion)")
         }
@@ -119,25 +145,44 @@ public struct CPRState: Equatable, Sendable {
         guard argumentCount <= 4096 else { throw StateFormatError.malformed("CPR state: \(argumentCount) arguments is absurd") }
         var arguments: [String] = []
         for _ in 0..<argumentCount { arguments.append(try d.string(limit: 1 << 16)) }
-        let previous = try decodeImage(&d)
         var state = CPRState(
-            generation: generation, previousArguments: arguments, previous: previous,
-            startedMonotonicNanoseconds: try d.u64(), pausedMonotonicNanoseconds: try d.u64(),
-            vmStarted: Double(bitPattern: try d.u64()), history: [])
-        let historyCount = Int(try d.u32())
-        guard historyCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(historyCount) updates is absurd") }
-        for _ in 0..<historyCount {
-            state.history.append(Update(
-                generation: try d.u64(), from: try decodeImage(&d), to: try decodeImage(&d),
-                pauseMicroseconds: try d.u64(), totalMicroseconds: try d.u64(), result: try d.string(limit: 4096),
-                time: Double(bitPattern: try d.u64())))
-        }
+            generation: generation, previousArguments: arguments, previous: try decodeImage(&d),
+            startedMonotonicNanoseconds: 0, pausedMonotonicNanoseconds: 0, vmStarted: 0, history: [])
         let hasRollback = try d.bool()
         let reason = try d.string(limit: 4096)
         state.rollbackReason = hasRollback ? reason : nil
         state.fds = fds
         try d.finish()
         return state
+    }
+
+    mutating func decodeRecord(_ section: StateSection) throws {
+        guard section.name == Self.recordSectionName, section.version == Self.recordSectionVersion else {
+            throw StateFormatError.malformed("CPR state: section '\(section.name)' version \(section.version) is not '\(Self.recordSectionName)' version \(Self.recordSectionVersion)")
+        }
+        var d = StateDecoder(section)
+        startedMonotonicNanoseconds = try d.u64()
+        pausedMonotonicNanoseconds = try d.u64()
+        execMonotonicNanoseconds = try d.u64()
+        let holderCount = Int(try d.u32())
+        guard holderCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(holderCount) holders is absurd") }
+        teardownHolders = []
+        for _ in 0..<holderCount { teardownHolders.append(Int32(bitPattern: try d.u32())) }
+        vmStarted = Double(bitPattern: try d.u64())
+        let historyCount = Int(try d.u32())
+        guard historyCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(historyCount) updates is absurd") }
+        history = []
+        for _ in 0..<historyCount {
+            var update = Update(
+                generation: try d.u64(), from: try Self.decodeImage(&d), to: try Self.decodeImage(&d),
+                pauseMicroseconds: try d.u64(), totalMicroseconds: try d.u64(), result: try d.string(limit: 4096),
+                time: Double(bitPattern: try d.u64()))
+            let phaseCount = Int(try d.u32())
+            guard phaseCount <= 32 else { throw StateFormatError.malformed("CPR state: \(phaseCount) phases is absurd") }
+            for _ in 0..<phaseCount { update.phases.append((try d.string(limit: 64), try d.u64())) }
+            history.append(update)
+        }
+        try d.finish()
     }
 
     // MARK: The memfd
@@ -148,7 +193,8 @@ public struct CPRState: Equatable, Sendable {
         guard fd >= 0 else { throw StateFormatError.io("memfd_create for the CPR state: errno \(-fd)") }
         do {
             let writer = try StateWriter(sink: FileDescriptorSink(fd: fd))
-            try writer.writeSection(CPRState.sectionName, version: CPRState.sectionVersion, payload: encode())
+            try writer.writeSection(CPRState.sectionName, version: CPRState.sectionVersion, payload: encodeCore())
+            try writer.writeSection(CPRState.recordSectionName, version: CPRState.recordSectionVersion, payload: encodeRecord())
             try writer.finish()
             return fd
         } catch {
@@ -162,8 +208,13 @@ public struct CPRState: Equatable, Sendable {
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw StateFormatError.io("CPR state fd \(fd): cannot seek (is it the memfd?)") }
         let reader = try StateReader(source: FileDescriptorSource(fd: fd))
         guard let section = try reader.nextSection() else { throw StateFormatError.malformed("CPR state: no section") }
-        let state = try decode(section)
-        guard try reader.nextSection() == nil else { throw StateFormatError.malformed("CPR state: more than one section") }
+        var state = try decodeCore(section)
+        do {
+            guard let record = try reader.nextSection() else { throw StateFormatError.malformed("CPR state: no '\(recordSectionName)' section") }
+            try state.decodeRecord(record)
+        } catch {
+            state.unreadableRecord = "\(error)"
+        }
         return state
     }
 }

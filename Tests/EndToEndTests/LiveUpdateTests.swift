@@ -174,7 +174,20 @@ extension VirtualMachines {
             Self.expectGuestIntact(vm, moreTicks: 1000)
             let passes = vm.process.stdoutLines.last { $0.contains(" passes ") } ?? ""
             #expect(passes.contains("corruptions 0"), "\(passes)")
+            // The tasks that held each old image's address space for its teardown are reaped.
+            usleep(1_500_000)
+            #expect(Self.zombieChildren(of: vm.process.pid).isEmpty, "zombies: \(Self.zombieChildren(of: vm.process.pid))")
             _ = vm.process.terminate()
+        }
+
+        static func zombieChildren(of pid: Int32) -> [Int32] {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap(Int32.init).filter { child in
+                guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 2 && fields[0] == "Z" && Int32(fields[1]) == pid
+            }
         }
 
         @Test("sockets survive: QMP never refuses a connection, the console client stays connected")

@@ -36,6 +36,8 @@ public final class Machine {
     var updateGeneration: UInt64 = 0
     var updateHistory: [CPRState.Update] = []
     var liveUpdateInfo: JSONObject?
+    /// Teardown holders of earlier images (LiveUpdate), reaped by the watchdog timer.
+    var unreapedChildren: [Int32] = []
     /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.
     var outgoingMigration: OutgoingMigration?
     var incomingMigration: IncomingMigration?
@@ -70,8 +72,10 @@ public final class Machine {
         for line in memory.summary { Log.info(line) }
 
         try vm.setRealModeSupportPages(identityMap: Machine.identityMapAddress, tss: Machine.realModeTSSAddress)
-        try vm.createIrqchipAndPit()
+        // Memory slots before the irqchip: once an irqchip exists, every slot change waits
+        // for an SRCU grace period (~6 ms on this host), and a live update waits with it.
         try memory.register(with: vm)
+        try vm.createIrqchipAndPit()
         try createDevices()
         // An incoming VM gets everything from the stream; writing a guest image into RAM
         // would even overwrite the RAM a cpr-reboot left in place.
@@ -144,7 +148,10 @@ public final class Machine {
     /// Returns the process exit status.
     public func run() throws -> Int32 {
         try watchTerminationSignals()
-        try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in probeIdleVcpus() }
+        try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in
+            probeIdleVcpus()
+            reapChildren()
+        }
         try startMonitors()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
@@ -224,6 +231,15 @@ public final class Machine {
     }
 
     private var lastExitCounts: [UInt64] = []
+
+    /// Collects teardown holders that have exited, so none lingers as a zombie.
+    private func reapChildren() {
+        unreapedChildren.removeAll { pid in
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            return result == pid || (result < 0 && errno == ECHILD)
+        }
+    }
 
     private func probeIdleVcpus() {
         let counts = vcpus.map(\.exitCount)

@@ -137,6 +137,7 @@ extension QMPCommands {
             "generation": .int(Int64(update.generation)), "from": image(update.from), "to": image(update.to),
             "pause-us": .int(Int64(update.pauseMicroseconds)), "total-us": .int(Int64(update.totalMicroseconds)),
             "result": .string(update.result), "time": .double(update.time),
+            "phases-us": .object(JSONObject(update.phases.map { ($0.name, JSONValue.int(Int64($0.microseconds))) })),
         ])
     }
 }

@@ -9,6 +9,9 @@ import Shared
 enum LiveUpdate {
     /// The handover name of the memfd holding the VM state for a `memfd:` URI.
     static let stateFDName = "vm-state"
+    /// How long the old image's address space outlives the exec: past the new image's resume
+    /// (a few ms), short enough that its teardown rarely meets the next update.
+    static let teardownDelayMilliseconds: UInt32 = 100
 
     /// Returns only if the exec did not happen; then the VM runs again as before.
     static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
@@ -41,12 +44,17 @@ enum LiveUpdate {
                 generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
                 startedMonotonicNanoseconds: started, pausedMonotonicNanoseconds: paused,
                 vmStarted: machine.vmStarted, history: machine.updateHistory)
+            cpr.execMonotonicNanoseconds = monotonicNanoseconds()
             cpr.fds = machine.handoverFDs
             if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
+            let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
+            if holder > 0 { machine.unreapedChildren.append(holder) }
+            cpr.teardownHolders = machine.unreapedChildren
             cprFD = try cpr.writeToMemfd()
             reason = Worker.execImage(ExecRequest(
                 arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
                 environment: [(CPRState.environmentVariable, String(cprFD))]))
+
         } catch {
             reason = "\(error)"
         }

@@ -31,9 +31,13 @@ enum LiveUpdateArrival {
         guard case .uri(let uri) = machine.config.incoming else {
             throw ConfigurationError("the new command line has no -incoming URI to load the VM state from")
         }
+        if let problem = cpr.unreadableRecord {
+            throw ConfigurationError("cannot read the update record the previous image left: \(problem)")
+        }
         if cpr.rollbackReason == nil, getenv(injectFailureVariable) != nil {
             throw ConfigurationError("load failure injected by \(injectFailureVariable)")
         }
+        let loadStarted = monotonicNanoseconds()
         let description: MachineDescription
         if uri == .memfd {
             guard let fd = cpr.fd(named: LiveUpdate.stateFDName) else {
@@ -47,6 +51,7 @@ enum LiveUpdateArrival {
             defer { channel.close() }
             description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
         }
+        let loaded = monotonicNanoseconds()
         if description.wasRunning && !machine.config.startPaused {
             machine.runState = .running
             machine.resume()
@@ -59,9 +64,19 @@ enum LiveUpdateArrival {
         let pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000
         let total = (resumed - min(resumed, cpr.startedMonotonicNanoseconds)) / 1000
         let result = cpr.rollbackReason.map { "rolled back: \($0)" } ?? "completed"
-        let record = CPRState.Update(
+        var record = CPRState.Update(
             generation: cpr.generation, from: cpr.previous, to: Machine.currentImage,
             pauseMicroseconds: pause, totalMicroseconds: total, result: result, time: ProcessClock.now())
+        let marks: [(String, UInt64)] = [
+            ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save", cpr.execMonotonicNanoseconds),
+            ("exec and runtime start", ProcessClock.imageStartedMonotonic), ("vm creation", loadStarted),
+            ("load", loaded), ("resume", resumed),
+        ]
+        var previous = cpr.startedMonotonicNanoseconds
+        for (name, mark) in marks {
+            record.phases.append((name, (max(mark, previous) - previous) / 1000))
+            previous = max(mark, previous)
+        }
         machine.updateHistory = Array((cpr.history + [record]).suffix(historyLimit))
         machine.updateGeneration = cpr.rollbackReason == nil ? cpr.generation : cpr.generation - 1
         if let reason = cpr.rollbackReason {
@@ -72,9 +87,11 @@ enum LiveUpdateArrival {
                 "status": "completed", "mode": "cpr-exec", "downtime": .int(Int64(pause / 1000)),
                 "x-downtime-us": .int(Int64(pause)), "total-time": .int(Int64(total / 1000)),
             ]
-            Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms")
+            let phases = record.phases.map { "\($0.name) \(Double($0.microseconds) / 1000)" }.joined(separator: ", ")
+            Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms (ms: \(phases))")
         }
         closeUnused(cpr, machine: machine)
+        machine.unreapedChildren = cpr.teardownHolders
     }
 
     /// Inherited fds the new configuration has no use for are closed: nothing leaks.
