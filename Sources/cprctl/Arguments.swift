@@ -109,14 +109,7 @@ enum ArgumentParser {
             index += 1
         }
 
-        if names.count > 1 { throw UsageError("status takes one VM name, got \(names.count): \(names.joined(separator: " "))") }
-        if let name = names.first {
-            if socket != nil { throw UsageError("give a VM name or --socket PATH, not both") }
-            do { try RuntimeDirectory.validate(name: name) } catch { throw UsageError(error.description) }
-            options.target = .name(name)
-        } else if let socket {
-            options.target = .socket(socket)
-        }
+        options.target = try target(command: "status", names: names, socket: socket)
         if let timeout { options.timeoutSeconds = timeout }
         return .status(options)
     }
@@ -159,15 +152,19 @@ enum ArgumentParser {
             }
             index += 1
         }
-        if names.count > 1 { throw UsageError("update takes one VM name, got \(names.count): \(names.joined(separator: " "))") }
+        options.target = try target(command: "update", names: names, socket: socket)
+        return .update(options)
+    }
+
+    /// The VM a command names: at most one NAME, or --socket PATH, or neither (automatic).
+    private static func target(command: String, names: [String], socket: String?) throws(UsageError) -> VMTarget {
+        if names.count > 1 { throw UsageError("\(command) takes one VM name, got \(names.count): \(names.joined(separator: " "))") }
         if let name = names.first {
             if socket != nil { throw UsageError("give a VM name or --socket PATH, not both") }
             do { try RuntimeDirectory.validate(name: name) } catch { throw UsageError(error.description) }
-            options.target = .name(name)
-        } else if let socket {
-            options.target = .socket(socket)
+            return .name(name)
         }
-        return .update(options)
+        return socket.map { .socket($0) } ?? .automatic
     }
 
     /// "--socket=/x" → ("--socket", "/x"); "--json" → ("--json", nil).

@@ -152,6 +152,28 @@ extension VirtualMachines {
             _ = vm.terminate()
         }
 
+        @Test("migrate_cancel stops a migration that is stuck writing; the VM runs again")
+        func cancel() throws {
+            let (vm, client) = try Self.start(["-m", "64", "-builtin-guest", "fill=50"])
+            vm.waitForLine(containing: "tick 100")
+            // The command reads nothing for a while: the pipe fills and the migration blocks.
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "exec:sleep 30; cat >/dev/null"}}"#) == #"{"return": {}}"#)
+            var info = ""
+            let deadline = Date().addingTimeInterval(20)
+            while !info.contains(#""status": "active""#) && Date() < deadline {
+                usleep(50_000)
+                info = client.execute(#"{"execute": "query-migrate"}"#) ?? ""
+            }
+            #expect(info.contains(#""status": "active""#), "\(info)")
+            #expect(client.execute(#"{"execute": "query-status"}"#)?.contains("finish-migrate") == true)
+            #expect(client.execute(#"{"execute": "migrate_cancel"}"#) == #"{"return": {}}"#)
+            let final = Self.waitForMigration(client, timeout: 20)
+            #expect(final.contains(#""status": "cancelled""#), "\(final)")
+            #expect(client.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "running", "running": true}}"#)
+            QMPTests.expectStillTicking(vm, "a cancelled migration")
+            _ = vm.terminate()
+        }
+
         @Test("refused up front: cpr-reboot to a streaming URI, a bad URI, a second migration")
         func refusedUpFront() throws {
             let (vm, client) = try Self.start(["-m", "32"])

@@ -4,7 +4,7 @@ import CKVM
 /// paused (outside KVM_RUN): its state is then consistent, any in-flight I/O completed.
 extension VcpuFd {
     private func get<T>(_ request: UInt, _ name: String, _ value: inout T) throws(SystemError) {
-        try withUnsafeMutablePointer(to: &value) { pointer throws(SystemError) in
+        _ = try withUnsafeMutablePointer(to: &value) { pointer throws(SystemError) in
             try ioctlChecked(fd, request, UnsafeMutableRawPointer(pointer), name)
         }
     }
