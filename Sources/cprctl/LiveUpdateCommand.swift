@@ -20,8 +20,8 @@ enum LiveUpdateCommand {
             }
             let binary = options.binary ?? program
             let arguments = withoutIncoming(options.arguments ?? Array(running.dropFirst()))
-            let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            let state = "file:\(directory.isEmpty ? "." : directory)/cprvmm-update.state"
+            // The state travels in a memfd the new image inherits: no file system involved.
+            let state = "memfd:"
             let client = try QMPClient(path: path, timeoutSeconds: 10)
             let command: [JSONValue] = ([binary] + arguments + ["-incoming", state]).map { .string($0) }
             _ = try client.execute("migrate-set-parameters", arguments: ["mode": "cpr-exec", "cpr-exec-command": .array(command)])
