@@ -1,8 +1,10 @@
-// migpause.c: one save -> quit -> restore cycle of cprvmm through a state file, timed from
-// outside, for bench/migration.
+// migpause.c: one save -> quit -> restore cycle of cprvmm through a state file, or a series of
+// live updates (cpr-exec) of one cprvmm, timed from outside, for bench/migration.
 //
 //   migpause [-t SECONDS] [-l LOGFILE] [-w TICKS] [-r PRIO | -n NICE] [-y | -i US] [-c]
 //            -s STATE -q QMPSOCK (-f MEMPATH | -M) -- CPRVMM [ARG...]
+//   migpause [-t SECONDS] [-l LOGFILE] [-w TICKS] [-r PRIO | -n NICE] [-y | -i US]
+//            -x URI [-x URI ...] [-N UPDATES] [-g TICKS] -q QMPSOCK (-f MEMPATH | -M) -- CPRVMM [ARG...]
 //
 //   -s STATE    state file for `migrate file:STATE` and `-incoming file:STATE`
 //   -q QMPSOCK  QMP socket path: `-qmp unix:QMPSOCK,server=on,wait=off` is added to ARGs
@@ -16,7 +18,12 @@
 //   -y / -i US  instead of a pure tight loop: sched_yield() / sleep US microseconds between
 //               samples (bench/migration uses -r 1 -i 50: see its --help for why)
 //   -l LOGFILE  both processes' stderr (default /dev/null)
-//   -t SECONDS  give up after this long (default 60)
+//   -t SECONDS  give up after this long (default 60; with -x for the whole series)
+//   -x URI      live-update mode (below): update through URI, `memfd:` or `file:PATH`; with
+//               several -x, the updates take them in turn (interleaved)
+//   -N UPDATES  measured updates per URI, after one warm-up update each (default 10)
+//   -g TICKS    after each update, wait until the guest printed TICKS ticks more than before it
+//               (default 200, about 0.2 s: the old image's teardown ends, the console is checked)
 //
 // ARGs must put the serial console on stdout (`-serial stdio`): migpause reads it through a
 // pipe to time the target's first `tick N` line (a reader thread blocked in read(): no polling),
@@ -54,6 +61,37 @@
 //   state_bytes  size of STATE;  late: 1 if the target's RAM was mapped only after its
 //                heartbeat had already moved (then pause_us is an upper bound)
 //   samples      samples the source-side sampler took
+//
+// Live-update mode (-x): start one cprvmm (ARGs + -qmp), map the first 24 KiB of its RAM once
+// (-M: its memfd through /proc/PID/fd; the memfd is the same object after every update, so this
+// one mapping serves the whole series), wait for TICKS tick lines; then per update: a new QMP
+// connection, `migrate-set-parameters {"mode": "cpr-exec", "cpr-exec-command": [ARGs..., -qmp
+// ..., "-incoming", URI]}` (the same binary, the same options), start a sampler in gap mode
+// (it keeps the longest time between two successive heartbeat changes it sees), 20 ms later
+// `migrate {"uri": URI}`, wait for that connection's end of file (the exec, or rather the old
+// image's teardown, closes it), connect again (the listening socket survives; the new image
+// greets once its monitor runs, after the resume) and poll `x-query-cprvmm` until
+// update-generation grows; stop the sampler; read that update's record. Checks: same PID,
+// result "completed", the longest gap lies after `migrate`, the guest neither restarts
+// ("memory filled") nor reports corruption, the tick sequence stays unbroken. One line per
+// update (warm-ups included, warmup=1):
+//   via          memfd or file;  generation: the update generation reached
+//   pause_us     the longest heartbeat gap: last change before -> first change after the update
+//   pause_err_us, err_old_us, err_new_us: its sampling uncertainty, as above
+//   second_gap_us the next longest gap in the same window (the sampler's noise floor)
+//   max_step_us  the longest time between two successive samples (sampler off the CPU)
+//   stop_us      `migrate` sent -> last change before the gap; seen_resumed_us: -> first after
+//   eof_us       `migrate` sent -> the old QMP connection's end of file
+//   confirmed_us `migrate` sent -> x-query-cprvmm reported the new generation
+//   inside_pause_us, inside_total_us: the update record's pause-us (vCPUs paused -> resumed,
+//                from the VMM's own CLOCK_MONOTONIC marks) and total-us (migrate -> resumed)
+//   ph_NAME      the record's phases-us (NAME with '_' for ' '): pause_vcpus (migrate ->
+//                vCPUs paused, before the pause), save, exec_and_runtime_start, vm_creation,
+//                load, resume; all but pause_vcpus add up to inside_pause_us
+//   state_bytes  size of the state file (0 for memfd:);  samples: samples taken
+//   last_tick    the guest's last tick when the console was checked
+//   ram_fd       the fd number under which the VMM now holds the memfd mapped before the first
+//                update (checked to be the same inode; 0 with -f)
 // Exit status: 0 on success, 1 on any failure (message on stderr).
 //
 // Build: clang -O2 -pthread -o migpause migpause.c
@@ -145,6 +183,9 @@ struct console {
     long first_tick;
     long last_tick;          // last complete "tick N" line
     int saw_filled, saw_corruption;
+    long ticks_seen;         // "tick N" lines read
+    long tick_breaks;        // lines whose N is not the previous N + 1 (after the first)
+    long break_from, break_to;  // the first such break
     pthread_mutex_t lock;
     pthread_cond_t changed;
 };
@@ -166,6 +207,10 @@ static void *console_main(void *arg) {
             pthread_mutex_lock(&c->lock);
             if (strncmp(line, "tick ", 5) == 0) {
                 long tick = strtol(line + 5, NULL, 10);
+                if (c->ticks_seen++ && tick != c->last_tick + 1 && !c->tick_breaks++) {
+                    c->break_from = c->last_tick;
+                    c->break_to = tick;
+                }
                 c->last_tick = tick;
                 if (!c->first_tick_ns) {
                     c->first_tick_ns = t;
@@ -173,7 +218,7 @@ static void *console_main(void *arg) {
                     pthread_cond_broadcast(&c->changed);
                 }
             }
-            if (strstr(line, "memory filled")) c->saw_filled = 1;
+            if (strstr(line, "memory filled")) c->saw_filled++;
             if (strstr(line, "MEMORY CORRUPTION")) c->saw_corruption = 1;
             pthread_mutex_unlock(&c->lock);
             line = nl + 1;
@@ -307,7 +352,9 @@ static int sample_fifo = 0;      // -r PRIO: the sampler thread runs SCHED_FIFO 
 
 struct sampler {
     const volatile uint64_t *heartbeat;
-    int wait_for_increase;  // 0: track the last change until told to stop; 1: stop at v > baseline
+    int wait_for_increase;  // 0: track the last change until told to stop; 1: stop at v > baseline;
+                            // 2 (gap mode): until told to stop, keep the longest and second
+                            // longest time between two successive changes seen
     uint64_t baseline;
     atomic_int stop;
     atomic_ullong progress;  // samples taken so far, for the main thread
@@ -315,6 +362,12 @@ struct sampler {
     // results
     uint64_t value, change_ns, samples, late;
     uint64_t change_prev_ns;  // the change happened in (change_prev_ns, change_ns]
+    // gap mode: the longest gap runs from the change seen at gap_start_ns (it happened in
+    // (gap_start_prev_ns, gap_start_ns]) to the one seen at gap_end_ns (in (gap_end_prev_ns,
+    // gap_end_ns]); second_gap_ns is the next longest (what the sampler sees when nothing
+    // stops the guest: its own resolution plus any moment it or the vCPU was off the CPU)
+    uint64_t gap_start_ns, gap_start_prev_ns, gap_end_ns, gap_end_prev_ns, second_gap_ns;
+    uint64_t max_step_ns;  // the longest time between two successive samples
 };
 
 static void *sampler_main(void *arg) {
@@ -335,7 +388,7 @@ static void *sampler_main(void *arg) {
     uint64_t samples = 0;
     s->change_ns = prev;
     s->change_prev_ns = prev2;
-    if (s->wait_for_increase && last > s->baseline) {
+    if (s->wait_for_increase == 1 && last > s->baseline) {
         // Mapped too late: the guest already ran. Stamp it now (an upper bound).
         s->late = 1;
         s->value = last;
@@ -351,7 +404,24 @@ static void *sampler_main(void *arg) {
         uint64_t t = now_ns();
         samples++;
         atomic_store_explicit(&s->progress, samples, memory_order_relaxed);
-        if (s->wait_for_increase) {
+        if (t - prev > s->max_step_ns) s->max_step_ns = t - prev;
+        if (s->wait_for_increase == 2) {
+            if (v != last) {
+                uint64_t gap = t - s->change_ns;
+                if (gap > s->gap_end_ns - s->gap_start_ns) {
+                    if (s->gap_end_ns) s->second_gap_ns = s->gap_end_ns - s->gap_start_ns;
+                    s->gap_start_ns = s->change_ns;
+                    s->gap_start_prev_ns = s->change_prev_ns;
+                    s->gap_end_ns = t;
+                    s->gap_end_prev_ns = prev2;
+                } else if (gap > s->second_gap_ns) {
+                    s->second_gap_ns = gap;
+                }
+                last = v;
+                s->change_ns = t;
+                s->change_prev_ns = prev2;
+            }
+        } else if (s->wait_for_increase) {
             if (v > s->baseline) {
                 s->value = v;
                 s->change_ns = t;
@@ -366,7 +436,7 @@ static void *sampler_main(void *arg) {
         prev2 = prev;
         prev = t;
     }
-    if (!s->wait_for_increase) s->value = last;
+    if (s->wait_for_increase != 1) s->value = last;
     s->samples = samples;
     return NULL;
 }
@@ -385,12 +455,14 @@ static void start_sampler(struct sampler *s, const volatile uint64_t *heartbeat,
 static int qmp_fd = -1;
 static char qmp_buf[65536];
 static size_t qmp_used = 0;
+static int qmp_eof = 0;  // the last qmp_line() that returned 0 met end of file (not a timeout)
 static uint64_t migration_completed_ns = 0;
 static int migration_failed = 0;
 
 // Reads one line (without \r\n) into out; returns 0 on timeout or EOF.
 static int qmp_line(char *out, size_t size, int timeout_ms) {
     uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    qmp_eof = 0;
     for (;;) {
         char *nl = memchr(qmp_buf, '\n', qmp_used);
         if (nl) {
@@ -416,7 +488,10 @@ static int qmp_line(char *out, size_t size, int timeout_ms) {
         if (r <= 0) continue;
         ssize_t n = read(qmp_fd, qmp_buf + qmp_used, sizeof(qmp_buf) - qmp_used);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return 0;
+        if (n <= 0) {
+            qmp_eof = 1;
+            return 0;
+        }
         qmp_used += (size_t)n;
     }
 }
@@ -436,25 +511,35 @@ static void qmp_execute(const char *command, char *out, size_t size) {
     }
 }
 
-static void qmp_connect(const char *path, pid_t pid) {
+// Connects and reads the greeting; a connection that ends before its greeting (the image that
+// accepted it was replaced by exec) is retried.
+static void qmp_connect_as(const char *path, pid_t pid, const char *what) {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(addr.sun_path)) fail("QMP socket path too long: %s", path);
     strcpy(addr.sun_path, path);
+    char line[4096];
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-            qmp_fd = fd;
-            break;
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+            close(fd);
+            check_alive(pid, what);
+            sleep_us(2000);
+            continue;
         }
+        qmp_fd = fd;
+        qmp_used = 0;
+        if (qmp_line(line, sizeof(line), timeout_seconds * 1000)) break;
+        if (!qmp_eof) fail("QMP: no greeting");
         close(fd);
-        check_alive(pid, "source");
-        sleep_us(2000);
+        qmp_fd = -1;
+        check_alive(pid, what);
+        sleep_us(1000);
     }
-    qmp_used = 0;
-    char line[4096];
-    if (!qmp_line(line, sizeof(line), 10000) || !strstr(line, "\"QMP\"")) fail("QMP: no greeting");
+    if (!strstr(line, "\"QMP\"")) fail("QMP: no greeting: %s", line);
     qmp_execute("{\"execute\": \"qmp_capabilities\"}", line, sizeof(line));
 }
+
+static void qmp_connect(const char *path, pid_t pid) { qmp_connect_as(path, pid, "source"); }
 
 static long long json_int(const char *text, const char *key) {
     char pattern[64];
@@ -466,19 +551,292 @@ static long long json_int(const char *text, const char *key) {
     return strtoll(p, NULL, 10);
 }
 
+static double us(uint64_t ns) { return (double)ns / 1000.0; }
+
+// The fd number pid now holds guest RAM under ("/memfd:pc.ram (deleted)"), if it is the very
+// object fd refers to (same inode); -1 if pid has no such memfd.
+static int same_memfd(pid_t pid, int fd) {
+    struct stat mine, theirs;
+    if (fstat(fd, &mine) < 0) return -1;
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    int found = -1;
+    while (found < 0 && (e = readdir(d))) {
+        char path[128], target[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        if (n <= 0) continue;
+        target[n] = 0;
+        if (strcmp(target, "/memfd:pc.ram (deleted)") != 0) continue;
+        if (stat(path, &theirs) == 0 && theirs.st_ino == mine.st_ino && theirs.st_dev == mine.st_dev) found = atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+// ---------------------------------------------------------------- live update (cpr-exec) mode
+// Appends text as a JSON string to out (which holds used bytes).
+static void json_append_string(char *out, size_t size, size_t *used, const char *text) {
+    char buf[4096];
+    size_t n = 0;
+    buf[n++] = '"';
+    for (const char *p = text; *p && n < sizeof(buf) - 8; p++) {
+        if (*p == '"' || *p == '\\') buf[n++] = '\\';
+        buf[n++] = *p;
+    }
+    buf[n++] = '"';
+    buf[n] = 0;
+    int w = snprintf(out + *used, size - *used, "%s", buf);
+    if (w < 0 || (size_t)w >= size - *used) fail("command too long");
+    *used += (size_t)w;
+}
+
+// Copies the string value of "key" in text into out ("" if absent).
+static void json_str(const char *text, const char *key, char *out, size_t size) {
+    char pattern[64];
+    snprintf(pattern, sizeof(pattern), "\"%s\"", key);
+    out[0] = 0;
+    const char *p = strstr(text, pattern);
+    if (!p) return;
+    p += strlen(pattern);
+    while (*p == ' ' || *p == ':') p++;
+    if (*p != '"') return;
+    p++;
+    size_t n = 0;
+    while (*p && *p != '"' && n < size - 1) {
+        if (*p == '\\' && p[1]) p++;
+        out[n++] = *p++;
+    }
+    out[n] = 0;
+}
+
+// The object of x-query-cprvmm's "updates" array whose "generation" is gen, copied into out.
+static int find_update(const char *reply, long long gen, char *out, size_t size) {
+    const char *p = strstr(reply, "\"updates\"");
+    if (!p || !(p = strchr(p, '['))) return 0;
+    p++;
+    for (;;) {
+        while (*p == ' ' || *p == ',' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+        if (*p != '{') return 0;
+        const char *start = p;
+        int depth = 0, in_string = 0;
+        for (; *p; p++) {
+            if (in_string) {
+                if (*p == '\\' && p[1]) p++;
+                else if (*p == '"') in_string = 0;
+            } else if (*p == '"') in_string = 1;
+            else if (*p == '{') depth++;
+            else if (*p == '}' && --depth == 0) {
+                p++;
+                break;
+            }
+        }
+        if (depth) return 0;
+        size_t len = (size_t)(p - start);
+        if (len >= size) len = size - 1;
+        memcpy(out, start, len);
+        out[len] = 0;
+        if (json_int(out, "generation") == gen) return 1;
+    }
+}
+
+// Prints the "phases-us" object of an update as " ph_NAME=US" pairs (spaces in NAME -> '_').
+static void print_phases(const char *update) {
+    const char *p = strstr(update, "\"phases-us\"");
+    if (!p || !(p = strchr(p, '{'))) return;
+    p++;
+    for (;;) {
+        while (*p == ' ' || *p == ',') p++;
+        if (*p != '"') return;
+        char name[64];
+        size_t n = 0;
+        for (p++; *p && *p != '"'; p++)
+            if (n < sizeof(name) - 1) name[n++] = (*p == ' ' || *p == '=') ? '_' : *p;
+        name[n] = 0;
+        if (*p != '"') return;
+        p++;
+        while (*p == ' ' || *p == ':') p++;
+        char *end;
+        long long value = strtoll(p, &end, 10);
+        if (end == p) return;
+        p = end;
+        printf(" ph_%s=%lld", name, value);
+    }
+}
+
+static void qmp_session(const char *path, pid_t pid) { qmp_connect_as(path, pid, "VMM"); }
+
+static int live_update_main(char **vmm_argv, int nargs, const char *logfile, const char *qmp_path, const char *mem_path,
+                            char **uris, int nuris, int updates, long wait_ticks, long gap_ticks) {
+    struct console console;
+    source_pid = spawn_vmm(vmm_argv, logfile, &console);
+    pid_t pid = source_pid;
+    struct ram ram = {0};
+    while (!try_map(&ram, pid, mem_path)) {
+        check_alive(pid, "VMM");
+        sleep_us(1000);
+    }
+    for (;;) {
+        pthread_mutex_lock(&console.lock);
+        long ticks = console.last_tick;
+        pthread_mutex_unlock(&console.lock);
+        if (ticks >= wait_ticks) break;
+        check_alive(pid, "VMM");
+        sleep_us(5000);
+    }
+    static char reply[65536], update[16384], command[16384];
+    qmp_session(qmp_path, pid);
+    qmp_execute("{\"execute\": \"x-query-cprvmm\"}", reply, sizeof(reply));
+    long long generation0 = json_int(reply, "update-generation");
+    if (generation0 < 0) fail("x-query-cprvmm has no update-generation: %.200s", reply);
+    close(qmp_fd);
+
+    int total = (updates + 1) * nuris;
+    for (int k = 0; k < total; k++) {
+        const char *uri = uris[k % nuris];
+        const char *file = strncmp(uri, "file:", 5) == 0 ? uri + 5 : NULL;
+        int warmup = k < nuris;
+        long long generation = generation0 + k + 1;
+
+        size_t used = 0;
+        used += (size_t)snprintf(command, sizeof(command),
+                                 "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"mode\": \"cpr-exec\", \"cpr-exec-command\": [");
+        for (int a = 0; a < nargs; a++) {
+            json_append_string(command, sizeof(command), &used, vmm_argv[a]);
+            used += (size_t)snprintf(command + used, sizeof(command) - used, ", ");
+        }
+        used += (size_t)snprintf(command + used, sizeof(command) - used, "\"-incoming\", ");
+        json_append_string(command, sizeof(command), &used, uri);
+        snprintf(command + used, sizeof(command) - used, "]}}");
+        if (file) unlink(file);
+
+        qmp_session(qmp_path, pid);
+        qmp_execute(command, reply, sizeof(reply));
+        pthread_mutex_lock(&console.lock);
+        long ticks_before = console.last_tick;
+        pthread_mutex_unlock(&console.lock);
+
+        struct sampler s;
+        start_sampler(&s, ram.heartbeat, 2, 0);
+        sleep_us(20000);  // the sampler sees the guest running first
+        char migrate[1024];
+        snprintf(migrate, sizeof(migrate), "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"%s\"}}", uri);
+        uint64_t migrate_ns = now_ns();
+        qmp_execute(migrate, reply, sizeof(reply));
+        // The exec closes this connection (the listening socket survives): wait for end of file.
+        char line[8192];
+        migration_failed = 0;
+        while (qmp_line(line, sizeof(line), timeout_seconds * 1000))
+            if (migration_failed) {
+                qmp_execute("{\"execute\": \"query-migrate\"}", reply, sizeof(reply));
+                fail("update %d failed: %s", k + 1, reply);
+            }
+        if (!qmp_eof) fail("update %d: the QMP connection stayed open after migrate: no exec (see the log)", k + 1);
+        uint64_t eof_ns = now_ns();
+        close(qmp_fd);
+        qmp_fd = -1;
+
+        // A new connection: the new image greets it once its monitor runs (after the resume).
+        uint64_t deadline = now_ns() + (uint64_t)timeout_seconds * 1000000000ull;
+        for (;;) {
+            qmp_session(qmp_path, pid);
+            qmp_execute("{\"execute\": \"x-query-cprvmm\"}", reply, sizeof(reply));
+            if (json_int(reply, "update-generation") >= generation) break;
+            if (find_update(reply, generation, update, sizeof(update))) {
+                json_str(update, "result", line, sizeof(line));
+                fail("update %d: %s", k + 1, line);
+            }
+            close(qmp_fd);
+            qmp_fd = -1;
+            if (now_ns() > deadline) fail("update %d: the generation did not reach %lld", k + 1, generation);
+            sleep_us(5000);
+        }
+        uint64_t confirmed_ns = now_ns();
+        if (json_int(reply, "pid") != pid) fail("x-query-cprvmm reports pid %lld, not %d", json_int(reply, "pid"), (int)pid);
+        if (json_int(reply, "update-generation") != generation)
+            fail("update-generation %lld, expected %lld", json_int(reply, "update-generation"), generation);
+
+        // Let the sampler take two more samples, then stop it.
+        unsigned long long progress = atomic_load(&s.progress);
+        uint64_t settle_deadline = now_ns() + 2000000000ull;
+        while (atomic_load(&s.progress) < progress + 2 && now_ns() < settle_deadline) sleep_us(10);
+        atomic_store(&s.stop, 1);
+        pthread_join(s.thread, NULL);
+
+        if (!find_update(reply, generation, update, sizeof(update))) fail("x-query-cprvmm has no update %lld: %.300s", generation, reply);
+        json_str(update, "result", line, sizeof(line));
+        if (strcmp(line, "completed") != 0) fail("update %lld: result %s", generation, line);
+        close(qmp_fd);
+        qmp_fd = -1;
+        int ram_fd = mem_path ? 0 : same_memfd(pid, ram.fd);
+        if (ram_fd < 0) fail("update %d: the VMM holds no memfd pc.ram that is the one mapped before the first update", k + 1);
+        struct stat st;
+        long long state_bytes = file ? (stat(file, &st) == 0 ? (long long)st.st_size : -1) : 0;
+        if (file) unlink(file);
+
+        // The guest carries on: ticks continue unbroken, no fresh start, no corruption.
+        for (;;) {
+            pthread_mutex_lock(&console.lock);
+            long ticks = console.last_tick;
+            pthread_mutex_unlock(&console.lock);
+            if (ticks >= ticks_before + gap_ticks) break;
+            check_alive(pid, "VMM");
+            if (now_ns() > deadline) fail("update %d: the guest printed no ticks afterwards", k + 1);
+            sleep_us(2000);
+        }
+        pthread_mutex_lock(&console.lock);
+        int filled = console.saw_filled, corrupt = console.saw_corruption;
+        long breaks = console.tick_breaks, from = console.break_from, to = console.break_to, last_tick = console.last_tick;
+        pthread_mutex_unlock(&console.lock);
+        if (filled > 1) fail("update %d: the guest started afresh (\"memory filled\" again)", k + 1);
+        if (corrupt) fail("update %d: the guest reported MEMORY CORRUPTION", k + 1);
+        if (breaks) fail("update %d: the tick sequence broke (%ld -> %ld)", k + 1, from, to);
+        if (!s.gap_end_ns || s.gap_end_ns < migrate_ns || s.gap_start_ns > eof_ns + 1000000000ull)
+            fail("update %d: the longest heartbeat gap is not the update's (%.3f ms after migrate)", k + 1,
+                 (double)(int64_t)(s.gap_start_ns - migrate_ns) / 1e6);
+
+        uint64_t pause = s.gap_end_ns - s.gap_start_ns;
+        uint64_t err_old = s.gap_start_ns - s.gap_start_prev_ns, err_new = s.gap_end_ns - s.gap_end_prev_ns;
+        printf("via=%s warmup=%d generation=%lld pause_us=%.3f pause_err_us=%.3f err_old_us=%.3f err_new_us=%.3f "
+               "second_gap_us=%.3f max_step_us=%.3f stop_us=%.3f seen_resumed_us=%.3f eof_us=%.3f confirmed_us=%.3f "
+               "inside_pause_us=%lld inside_total_us=%lld",
+               file ? "file" : "memfd", warmup, generation, us(pause), us(err_old + err_new), us(err_old), us(err_new),
+               us(s.second_gap_ns), us(s.max_step_ns), (double)(int64_t)(s.gap_start_ns - migrate_ns) / 1000.0,
+               us(s.gap_end_ns - migrate_ns), us(eof_ns - migrate_ns), us(confirmed_ns - migrate_ns),
+               json_int(update, "pause-us"), json_int(update, "total-us"));
+        print_phases(update);
+        printf(" state_bytes=%lld samples=%llu last_tick=%ld ram_fd=%d\n", state_bytes, (unsigned long long)s.samples, last_tick, ram_fd);
+        fflush(stdout);
+    }
+    int status;
+    kill(pid, SIGTERM);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    source_pid = -1;
+    pthread_join(console.thread, NULL);
+    unmap(&ram);
+    alarm(0);
+    return 0;
+}
+
 // ---------------------------------------------------------------- main
 static int usage(void) {
     fprintf(stderr, "usage: migpause [-t SECONDS] [-l LOGFILE] [-w TICKS] [-r PRIO | -n NICE] [-y | -i US] [-c]\n"
-                    "                -s STATE -q QMPSOCK (-f MEMPATH | -M) -- CPRVMM [ARG...]\n");
+                    "                -s STATE -q QMPSOCK (-f MEMPATH | -M) -- CPRVMM [ARG...]\n"
+                    "       migpause [-t SECONDS] [-l LOGFILE] [-w TICKS] [-r PRIO | -n NICE] [-y | -i US]\n"
+                    "                -x URI [-x URI ...] [-N UPDATES] [-g TICKS] -q QMPSOCK (-f MEMPATH | -M) -- CPRVMM [ARG...]\n");
     return 1;
 }
-
-static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
 int main(int argc, char **argv) {
     const char *logfile = "/dev/null", *state = NULL, *qmp_path = NULL, *mem_path = NULL;
     int memfd = 0, cpr = 0;
     long wait_ticks = 300;
+    char *uris[8];
+    int nuris = 0, updates = 10;
+    long gap_ticks = 200;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
         const char *a = argv[i];
@@ -496,9 +854,12 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "-s") == 0) state = v, i++;
         else if (strcmp(a, "-q") == 0) qmp_path = v, i++;
         else if (strcmp(a, "-f") == 0) mem_path = v, i++;
+        else if (strcmp(a, "-x") == 0 && nuris < 8) uris[nuris++] = (char *)v, i++;
+        else if (strcmp(a, "-N") == 0) updates = atoi(v), i++;
+        else if (strcmp(a, "-g") == 0) gap_ticks = atol(v), i++;
         else return usage();
     }
-    if (i >= argc - 1 || !state || !qmp_path || (memfd == !!mem_path)) return usage();
+    if (i >= argc - 1 || (!state && !nuris) || !qmp_path || (memfd == !!mem_path) || updates < 0) return usage();
     char **vmm = argv + i + 1;
     int nvmm = argc - i - 1;
 
@@ -522,8 +883,9 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)timeout_seconds);
-    unlink(state);
+    if (state) unlink(state);
     if (sample_sleep_ns) prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    if (nuris) return live_update_main(source_argv, nvmm + 2, logfile, qmp_path, mem_path, uris, nuris, updates, wait_ticks, gap_ticks);
 
     // ---- source
     struct console source_console, target_console;
