@@ -21,9 +21,8 @@ extension Machine {
     /// `stop`: pauses every vCPU (returns once all are out of KVM_RUN). A no-op unless running.
     public func stopVM() {
         guard runState == .running else { return }
-        let nanoseconds = pause()
+        pause()
         runState = .paused
-        lastPauseNanoseconds = nanoseconds
         emit(.stop)
     }
 

@@ -45,8 +45,6 @@ public final class Machine {
     var eventListeners: [(MachineEvent) -> Void] = []
     /// Monitor servers, kept alive with the machine.
     var monitors: [AnyObject] = []
-    /// How long the last monitor `stop` took to get every vCPU out of KVM_RUN.
-    var lastPauseNanoseconds: UInt64 = 0
 
     /// What a previous image of this process handed over in a live update (nil on a fresh start).
     let cprState: CPRState?
