@@ -3,66 +3,34 @@ import CKVM
 /// The vCPU state ioctls migration and live update need. Call them only while the vCPU is
 /// paused (outside KVM_RUN): its state is then consistent, any in-flight I/O completed.
 extension VcpuFd {
-    private func get<T>(_ request: UInt, _ name: String, _ value: inout T) throws(SystemError) {
+    /// One state ioctl on a value of type T: in for the GET_* requests, out for the SET_* ones.
+    private func transfer<T>(_ request: UInt, _ name: String, _ value: inout T) throws(SystemError) {
         _ = try withUnsafeMutablePointer(to: &value) { pointer throws(SystemError) in
             try ioctlChecked(fd, request, UnsafeMutableRawPointer(pointer), name)
         }
     }
 
-    func getXSave() throws(SystemError) -> ckvm_xsave {
-        var value = ckvm_xsave()
-        try get(CKVM_GET_XSAVE, "KVM_GET_XSAVE", &value)
+    private func read<T>(_ request: UInt, _ name: String, _ initial: T) throws(SystemError) -> T {
+        var value = initial
+        try transfer(request, name, &value)
         return value
     }
 
-    func setXSave(_ state: ckvm_xsave) throws(SystemError) {
+    private func write<T>(_ request: UInt, _ name: String, _ state: T) throws(SystemError) {
         var value = state
-        try get(CKVM_SET_XSAVE, "KVM_SET_XSAVE", &value)
+        try transfer(request, name, &value)
     }
 
-    func getXCRs() throws(SystemError) -> kvm_xcrs {
-        var value = kvm_xcrs()
-        try get(CKVM_GET_XCRS, "KVM_GET_XCRS", &value)
-        return value
-    }
-
-    func setXCRs(_ state: kvm_xcrs) throws(SystemError) {
-        var value = state
-        try get(CKVM_SET_XCRS, "KVM_SET_XCRS", &value)
-    }
-
-    func getLAPIC() throws(SystemError) -> kvm_lapic_state {
-        var value = kvm_lapic_state()
-        try get(CKVM_GET_LAPIC, "KVM_GET_LAPIC", &value)
-        return value
-    }
-
-    func setLAPIC(_ state: kvm_lapic_state) throws(SystemError) {
-        var value = state
-        try get(CKVM_SET_LAPIC, "KVM_SET_LAPIC", &value)
-    }
-
-    func getEvents() throws(SystemError) -> kvm_vcpu_events {
-        var value = kvm_vcpu_events()
-        try get(CKVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &value)
-        return value
-    }
-
-    func setEvents(_ state: kvm_vcpu_events) throws(SystemError) {
-        var value = state
-        try get(CKVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &value)
-    }
-
-    func getDebugRegisters() throws(SystemError) -> kvm_debugregs {
-        var value = kvm_debugregs()
-        try get(CKVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &value)
-        return value
-    }
-
-    func setDebugRegisters(_ state: kvm_debugregs) throws(SystemError) {
-        var value = state
-        try get(CKVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &value)
-    }
+    func getXSave() throws(SystemError) -> ckvm_xsave { try read(CKVM_GET_XSAVE, "KVM_GET_XSAVE", ckvm_xsave()) }
+    func setXSave(_ state: ckvm_xsave) throws(SystemError) { try write(CKVM_SET_XSAVE, "KVM_SET_XSAVE", state) }
+    func getXCRs() throws(SystemError) -> kvm_xcrs { try read(CKVM_GET_XCRS, "KVM_GET_XCRS", kvm_xcrs()) }
+    func setXCRs(_ state: kvm_xcrs) throws(SystemError) { try write(CKVM_SET_XCRS, "KVM_SET_XCRS", state) }
+    func getLAPIC() throws(SystemError) -> kvm_lapic_state { try read(CKVM_GET_LAPIC, "KVM_GET_LAPIC", kvm_lapic_state()) }
+    func setLAPIC(_ state: kvm_lapic_state) throws(SystemError) { try write(CKVM_SET_LAPIC, "KVM_SET_LAPIC", state) }
+    func getEvents() throws(SystemError) -> kvm_vcpu_events { try read(CKVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", kvm_vcpu_events()) }
+    func setEvents(_ state: kvm_vcpu_events) throws(SystemError) { try write(CKVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", state) }
+    func getDebugRegisters() throws(SystemError) -> kvm_debugregs { try read(CKVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", kvm_debugregs()) }
+    func setDebugRegisters(_ state: kvm_debugregs) throws(SystemError) { try write(CKVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", state) }
 
     /// Reads the MSRs in `indices`; an MSR KVM lists but cannot read on this host is left out
     /// (KVM_GET_MSRS stops at the first failure and reports how many it read).
