@@ -67,7 +67,8 @@ public final class Machine {
         for entry in cprState?.fds ?? [] where entry.name.hasPrefix("ram:") { inheritedRAM[String(entry.name.dropFirst(4))] = entry.fd }
         self.memory = try MachineMemory(config: config, firmware: firmware, inherited: inheritedRAM)
         self.loop = try EventLoop()
-        for line in memory.summary { Log.info(line) }
+        // A live update logs this after the guest runs again: it reads sysfs and writes stderr.
+        if cprState == nil { logMemorySummary() }
 
         try vm.setRealModeSupportPages(identityMap: Machine.identityMapAddress, tss: Machine.realModeTSSAddress)
         // Memory slots before the irqchip: once an irqchip exists, every slot change waits
@@ -226,6 +227,10 @@ public final class Machine {
             let name = info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
             requestExit(status: 0, reason: "received \(name), shutting down")
         }
+    }
+
+    func logMemorySummary() {
+        for line in memory.summary { Log.info(line) }
     }
 
     private var lastExitCounts: [UInt64] = []

@@ -27,7 +27,7 @@ public final class RamBlock {
     public let fd: Int32?
     let host: UnsafeMutableRawPointer
     /// What the host granted for transparent huge pages, for the start-up log.
-    public private(set) var hugePages = "not requested"
+    private var hugePagesAdvised = false
 
     private init(name: String, size: UInt64, backing: RamBacking, shared: Bool, fd: Int32?, host: UnsafeMutableRawPointer) {
         self.name = name
@@ -130,10 +130,17 @@ public final class RamBlock {
     }
 
     /// Asks for transparent huge pages (fewer faults and TLB misses, and fewer page faults after
-    /// a live update) and records whether the host's THP policy lets the request take effect.
+    /// a live update). Only the madvise happens here; what the host granted is worked out when
+    /// asked, so the sysfs reads stay out of a live update's pause.
     private func adviseHugePages() -> RamBlock {
-        let advised = madvise(host, Int(size), CLINUX_MADV_HUGEPAGE) == 0
+        hugePagesAdvised = madvise(host, Int(size), CLINUX_MADV_HUGEPAGE) == 0
+        return self
+    }
+
+    /// Whether the host's THP policy lets the request take effect, for the start-up log.
+    public var hugePages: String {
         let isShmem = backing != .anonymous || shared
+        if case .file = backing, !isTmpfs { return "not available (file not on tmpfs)" }
         let policyFile = isShmem
             ? "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
             : "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -141,14 +148,12 @@ public final class RamBlock {
         let granted: Bool
         switch policy {
         case "always", "within_size", "force": granted = true
-        case "advise", "madvise": granted = advised
+        case "advise", "madvise": granted = hugePagesAdvised
         default: granted = false
         }
-        if case .file = backing, !isTmpfs { hugePages = "not available (file not on tmpfs)"; return self }
-        hugePages = granted
+        return granted
             ? "transparent huge pages enabled (host policy \(policy))"
             : "no huge pages (host \(isShmem ? "shmem_enabled" : "enabled")=\(policy))"
-        return self
     }
 
     private var isTmpfs: Bool {

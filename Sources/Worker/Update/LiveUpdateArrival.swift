@@ -91,6 +91,7 @@ enum LiveUpdateArrival {
             Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms (ms: \(phases))")
         }
         closeUnused(cpr, machine: machine)
+        machine.logMemorySummary()
         machine.unreapedChildren = cpr.teardownHolders
     }
 
