@@ -167,25 +167,15 @@ struct QMPChannel {
     }
 
     private static func connect(path: String, timeoutSeconds: Double, deadline: UInt64) throws(QMPClientError) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard let address = UnixSocketAddress(path: path) else {
             throw QMPClientError.connect(path: path, errno: ENAMETOOLONG)
         }
-        guard !pathBytes.isEmpty, !pathBytes.contains(0) else { throw QMPClientError.connect(path: path, errno: ENOENT) }
-        // sun_path is a fixed-size char array inside `address`; the guard above keeps its final NUL.
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
+        guard !path.isEmpty, !path.utf8.contains(0) else { throw QMPClientError.connect(path: path, errno: ENOENT) }
 
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw QMPClientError.connect(path: path, errno: errno) }
         while true {
-            // connect takes the generic sockaddr view of our sockaddr_un.
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
+            let result = address.withSockaddr { Glibc.connect(fd, $0, $1) }
             if result == 0 { return fd }
             let code = errno
             switch code {

@@ -1,5 +1,6 @@
 import CLinux
 import Glibc
+import Shared
 
 /// What carries an open migration stream.
 enum MigrationTransport {
@@ -284,23 +285,12 @@ func withSIGPIPESuppressed(_ body: () -> Int32) -> Int32 {
 enum MigrationSockets {
     /// A connected UNIX stream socket (blocking connect, then non-blocking).
     static func connectUnix(_ path: String, uri: MigrationURI) throws(MigrationChannelError) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else {
-            throw MigrationChannelError("cannot connect to \(uri): path longer than \(capacity - 1) bytes")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
+        guard let address = UnixSocketAddress(path: path) else {
+            throw MigrationChannelError("cannot connect to \(uri): path longer than \(UnixSocketAddress.maxPathLength) bytes")
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw MigrationChannelError("cannot connect to \(uri): socket: \(SystemError.describe(errno))") }
-        let code = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connectRetryingEINTR(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let code = address.withSockaddr { connectRetryingEINTR(fd, $0, $1) }
         guard code == 0 else {
             Glibc.close(fd)
             throw MigrationChannelError("cannot connect to \(uri): \(SystemError.describe(code))")
