@@ -23,14 +23,18 @@ let package = Package(
         .target(name: "CLinux", cSettings: versionOverride),
         // Guest programs, assembled from source by the normal build.
         .target(name: "CGuest"),
+        // libsystemd's sd-daemon API, loaded on first use (see csystemd.h for why not linked).
+        .target(name: "CSystemd", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "Shared", dependencies: ["CLinux"]),
         .target(
             name: "Worker",
             dependencies: ["CKVM", "CLinux", "CGuest", "Shared"]
         ),
+        // The Supervisor's conversation with systemd (sd_notify, the fd store, the watchdog).
+        .target(name: "Systemd", dependencies: ["CSystemd", "Shared", "Worker"]),
         .executableTarget(
             name: "Supervisor",
-            dependencies: ["Worker", "Shared", "CLinux"]
+            dependencies: ["Worker", "Shared", "CLinux", "Systemd"]
         ),
         // The operator CLI: speaks QMP to a running cprvmm.
         .executableTarget(name: "cprctl", dependencies: ["Shared"]),
@@ -38,6 +42,7 @@ let package = Package(
         .executableTarget(name: "cprvmm-bench", dependencies: ["Worker"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"]),
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd", "Worker", "Shared", "CLinux"]),
         .testTarget(name: "CprctlTests", dependencies: ["cprctl", "Shared"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Shared"]),
     ],

@@ -68,6 +68,9 @@ public struct CPRState: Sendable {
     public var history: [Update]
     /// Set when a new image could not load the state and execs back into the previous one.
     public var rollbackReason: String?
+    /// Not written: true when this state came back from systemd's fd store after the process
+    /// died mid-update (FDStoreRecovery), not through an exec.
+    public var fromFDStore = false
 
     public init(generation: UInt64, previousArguments: [String], previous: Image, startedMonotonicNanoseconds: UInt64,
                 pausedMonotonicNanoseconds: UInt64, vmStarted: Double, history: [Update]) {

@@ -6,8 +6,13 @@ import Shared
 /// Returns the process exit status; the Supervisor stub owns the process around it.
 public enum Worker {
     public static func main(arguments: [String]) -> Int32 {
-        // A live update left state for this image: take it before anything else.
-        let inherited = LiveUpdateArrival.takeInheritedState()
+        // A live update left state for this image, or systemd passed back its fd store after
+        // a crash: take it before anything else.
+        let stored = serviceManager?.takeStoredFDs() ?? []
+        var inherited = LiveUpdateArrival.takeInheritedState()
+        if inherited == nil, let recovered = FDStoreRecovery.state(from: stored) {
+            inherited = .success(recovered)
+        }
         let action: CommandLineAction
         do {
             action = try CommandLineParser.parse(arguments)
@@ -22,7 +27,10 @@ public enum Worker {
         case .version:
             print(BuildInfo.versionLine)
             return 0
-        case .run(let config):
+        case .run(var config):
+            if case .success(let cpr) = inherited, cpr.fromFDStore {
+                config.incoming = .uri(.memfd)  // the saved state is the stored memfd
+            }
             switch inherited {
             case nil:
                 return run(config, cpr: nil)
@@ -48,7 +56,7 @@ public enum Worker {
             }
             var incoming: MigrationURI?
             if case .uri(let uri) = config.incoming { incoming = uri }
-            Log.error(LiveUpdateArrival.rollBack(cpr, reason: "\(error)", incoming: incoming))
+            Log.error(LiveUpdateArrival.failed(cpr, reason: "\(error)", incoming: incoming))
             return 1
         }
         do {
@@ -59,13 +67,16 @@ public enum Worker {
         }
     }
 
-    /// SIGINT/SIGTERM are taken through a signalfd on the event loop; they must be blocked in
-    /// every thread, so block them before any thread exists (threads inherit the mask).
+    /// Signals the VMM takes through a signalfd on its event loop (Machine.watchSignals).
+    static let handledSignals = [SIGINT, SIGTERM, SIGHUP]
+
+    /// The handled signals must be blocked in every thread, so block them before any thread
+    /// exists (threads inherit the mask). A live update's exec keeps them blocked, so one
+    /// that arrives during the update stays pending for the new image.
     public static func blockTerminationSignals() {
         var mask = sigset_t()
         sigemptyset(&mask)
-        sigaddset(&mask, SIGINT)
-        sigaddset(&mask, SIGTERM)
+        for signal in handledSignals { sigaddset(&mask, signal) }
         pthread_sigmask(SIG_BLOCK, &mask, nil)
     }
 }

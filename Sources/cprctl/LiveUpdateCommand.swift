@@ -19,7 +19,7 @@ enum LiveUpdateCommand {
                 return .failure("\(path): the VM does not report its command line (cprvmm too old?)")
             }
             let binary = options.binary ?? program
-            let arguments = withoutIncoming(options.arguments ?? Array(running.dropFirst()))
+            let arguments = IncomingOption.removed(from: options.arguments ?? Array(running.dropFirst()))
             // The state travels in a memfd the new image inherits: no file system involved.
             let state = "memfd:"
             let client = try QMPClient(path: path, timeoutSeconds: 10)
@@ -76,17 +76,5 @@ enum LiveUpdateCommand {
         let to = update["to"]?["version"]?.stringValue ?? "?"
         let generation = update["generation"]?.intValue.map(String.init) ?? "?"
         return "\(name ?? "VM") updated (generation \(generation)): \(from) -> \(to), guest paused \(pause)"
-    }
-
-    /// The command line without a previous -incoming (a fresh one is appended).
-    static func withoutIncoming(_ arguments: [String]) -> [String] {
-        var result: [String] = []
-        var skip = false
-        for argument in arguments {
-            if skip { skip = false; continue }
-            if argument == "-incoming" || argument == "--incoming" { skip = true; continue }
-            result.append(argument)
-        }
-        return result
     }
 }

@@ -31,6 +31,9 @@ public final class Machine {
     /// `migrate-set-parameters mode` and `cpr-exec-command`.
     var migrationMode: MigrationMode = .normal
     var cprExecCommand: [String] = []
+    /// A live update is scheduled or running; a SIGHUP meanwhile sets `updateSignalDeferred`.
+    var liveUpdatePending = false
+    var updateSignalDeferred = false
     /// Live updates this VM went through (generation = how many succeeded), carried from
     /// image to image in the CPR state; and the latest live update's outcome for query-migrate.
     var updateGeneration: UInt64 = 0
@@ -146,12 +149,14 @@ public final class Machine {
     /// Runs the VM until the guest ends it, a fatal error, `quit`, or SIGINT/SIGTERM.
     /// Returns the process exit status.
     public func run() throws -> Int32 {
-        try watchTerminationSignals()
+        try watchSignals()
         try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in
             probeIdleVcpus()
             reapChildren()
+            extendServiceTimeoutIfBusy()
         }
         try startMonitors()
+        followRunStateForService()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
         if let cprState {
@@ -160,16 +165,22 @@ public final class Machine {
             } catch {
                 var uri: MigrationURI?
                 if case .uri(let incoming) = config.incoming { uri = incoming }
-                Log.error(LiveUpdateArrival.rollBack(cprState, reason: "\(error)", incoming: uri))
+                Log.error(LiveUpdateArrival.failed(cprState, reason: "\(error)", incoming: uri))
                 return 1
             }
         } else if case .uri(let uri) = config.incoming {
+            // READY=1 follows when the state is loaded (IncomingMigration).
             try startIncomingMigration(uri)
+        } else {
+            if runState == .running { resume() }
+            reportReadyToService()
+            storeRAMWithService()
         }
-        if runState == .running && cprState == nil { resume() }
+        try startServiceWatchdog()
         loop.run()
         shutdownVcpus()
         serialBackend?.restoreTerminal()
+        emptyServiceFDStore()
         return exitLock.withLock { exitStatus ?? 0 }
     }
 
@@ -197,6 +208,7 @@ public final class Machine {
         }
         guard first else { return }
         if let reason { Log.info(reason) }
+        Worker.notifyService(.stopping(status: "shutting down: " + (reason ?? cause)))
         loop.post { [unowned self] in
             runState = state
             emit(.shutdown(guest: guest, reason: cause))
@@ -213,19 +225,26 @@ public final class Machine {
         for vcpu in vcpus { vcpu.join() }
     }
 
-    /// SIGINT and SIGTERM end the VM in order (exit 0), through a signalfd on the loop thread.
-    private func watchTerminationSignals() throws {
+    /// SIGINT and SIGTERM end the VM in order (exit 0); SIGHUP asks for a live update
+    /// (systemd's reload). All three arrive through a signalfd on the loop thread.
+    private func watchSignals() throws {
         var mask = sigset_t()
         sigemptyset(&mask)
-        sigaddset(&mask, SIGINT)
-        sigaddset(&mask, SIGTERM)
+        for signal in Worker.handledSignals { sigaddset(&mask, signal) }
         let fd = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         guard fd >= 0 else { throw SystemError("signalfd", errno: errno) }
         try loop.add(fd, events: CLINUX_EPOLLIN) { [unowned self] _ in
             var info = signalfd_siginfo()
-            guard read(fd, &info, MemoryLayout<signalfd_siginfo>.size) > 0 else { return }
-            let name = info.ssi_signo == UInt32(SIGINT) ? "SIGINT" : "SIGTERM"
-            requestExit(status: 0, reason: "received \(name), shutting down")
+            while read(fd, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
+                switch Int32(info.ssi_signo) {
+                case SIGHUP:
+                    liveUpdateOnSignal()
+                case SIGINT:
+                    requestExit(status: 0, reason: "received SIGINT, shutting down")
+                default:
+                    requestExit(status: 0, reason: "received SIGTERM, shutting down")
+                }
+            }
         }
     }
 

@@ -69,6 +69,8 @@ final class IncomingMigration {
                 } else {
                     machine.runState = .paused
                 }
+                machine.reportReadyToService()
+                machine.storeRAMWithService()
             }
         } catch {
             channel.close()

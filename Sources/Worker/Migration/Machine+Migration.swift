@@ -13,16 +13,7 @@ extension Machine {
     @discardableResult
     func startOutgoingMigration(_ uri: MigrationURI) throws(QMPError) -> OutgoingMigration? {
         if migrationMode == .cprExec {
-            if let job = outgoingMigration, !job.currentStatus.isFinished { throw QMPError("There's a migration process in progress") }
-            try CPRExecPreflight.check(machine: self, uri: uri, command: cprExecCommand)
-            let command = cprExecCommand
-            loop.post { [self] in
-                let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
-                Log.error("live update failed, the VM continues on this image: \(reason)")
-                liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
-                outgoingMigration = nil
-                emit(.migration(status: MigrationStatus.failed.rawValue))
-            }
+            try startLiveUpdate(uri: uri, command: cprExecCommand)
             return nil
         }
         try OutgoingMigration.preflight(uri: uri, mode: migrationMode, machine: self)

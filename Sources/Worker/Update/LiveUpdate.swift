@@ -8,13 +8,15 @@ import Shared
 /// VM resumes here and the reason is reported (QEMU: "execvp failed").
 enum LiveUpdate {
     /// The handover name of the memfd holding the VM state for a `memfd:` URI.
-    static let stateFDName = "vm-state"
+    static let stateFDName = Machine.storedStateName
     /// How long the old image's address space outlives the exec: past the new image's resume
     /// (a few ms), short enough that its teardown rarely meets the next update.
     static let teardownDelayMilliseconds: UInt32 = 100
 
     /// Returns only if the exec did not happen; then the VM runs again as before.
     static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
+        // The watchdog's clock restarts here and the new image pings right after its resume.
+        Worker.notifyService(.watchdog)
         let started = monotonicNanoseconds()
         let wasRunning = machine.runState == .running
         if wasRunning { machine.pause() }
@@ -51,6 +53,13 @@ enum LiveUpdate {
             if holder > 0 { machine.unreapedChildren.append(holder) }
             cpr.teardownHolders = machine.unreapedChildren
             cprFD = try cpr.writeToMemfd()
+            if stateFD >= 0 {
+                // From here until the new image resumes the guest, a crash of the process
+                // leaves systemd holding all it takes to resume: RAM (stored at start), the
+                // VM state and the CPR state (FDStoreRecovery).
+                Worker.notifyService(.storeFD(name: Machine.storedStateName, fd: stateFD), .storeFD(name: Machine.storedCPRStateName, fd: cprFD))
+            }
+            machine.releaseDeferredUpdateSignal()
             reason = Worker.execImage(ExecRequest(
                 arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
                 environment: [(CPRState.environmentVariable, String(cprFD))]))
@@ -59,11 +68,24 @@ enum LiveUpdate {
             reason = "\(error)"
         }
         if cprFD >= 0 { close(cprFD) }
-        if stateFD >= 0 { close(stateFD) }
-        // Still here: the update did not happen. The VM continues on this image.
+        // Still here: the update did not happen. The VM continues on this image, and the
+        // saved state must never be resumed after the guest ran on.
+        if stateFD >= 0 { retireSavedState(stateFD) }
         machine.runState = wasRunning ? .running : .paused
         if wasRunning { machine.resume() }
+        if stateFD >= 0 {
+            Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+            close(stateFD)
+        }
         return reason
+    }
+
+    /// Empties the VM state memfd before the guest runs again. The fd store may hold the same
+    /// memfd: a process restarted from it after this point finds no state and boots fresh
+    /// instead of resuming a guest whose RAM has moved on (silent corruption). Cheaper than
+    /// any message to systemd, so it happens inside the pause; the FDSTOREREMOVE follows.
+    static func retireSavedState(_ fd: Int32) {
+        if ftruncate(fd, 0) != 0 { Log.error("cannot empty the saved VM state: \(String(cString: strerror(errno)))") }
     }
 }
 

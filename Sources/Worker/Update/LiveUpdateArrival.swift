@@ -52,6 +52,7 @@ enum LiveUpdateArrival {
             description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
         }
         let loaded = monotonicNanoseconds()
+        if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
         if description.wasRunning && !machine.config.startPaused {
             machine.runState = .running
             machine.resume()
@@ -91,8 +92,21 @@ enum LiveUpdateArrival {
             Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms (ms: \(phases))")
         }
         closeUnused(cpr, machine: machine)
+        machine.reportReadyToService()
+        Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+        if cpr.fromFDStore { machine.storeRAMWithService() }
         machine.logMemorySummary()
         machine.unreapedChildren = cpr.teardownHolders
+    }
+
+    /// The new image could not resume the guest: roll back to the previous image, or, for a
+    /// state taken from the fd store, give up on it so the next start boots fresh (a restart
+    /// loop on a state that cannot load would keep the service down). Returns what to log.
+    static func failed(_ cpr: CPRState, reason: String, incoming: MigrationURI?) -> String {
+        guard cpr.fromFDStore else { return rollBack(cpr, reason: reason, incoming: incoming) }
+        if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
+        Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+        return "cannot resume the VM from systemd's fd store: \(reason); the saved state is dropped and the next start boots the VM fresh"
     }
 
     /// Inherited fds the new configuration has no use for are closed: nothing leaks.
@@ -110,14 +124,7 @@ enum LiveUpdateArrival {
         guard let incoming else { return "cannot roll back without the state's URI: \(reason)" }
         var state = cpr
         state.rollbackReason = "\(Machine.executablePath) (version \(BuildInfo.version), build id \(BuildInfo.buildID)) could not load the state: \(reason)"
-        var arguments: [String] = []
-        var skipNext = false
-        for argument in cpr.previousArguments {
-            if skipNext { skipNext = false; continue }
-            if argument == "-incoming" || argument == "--incoming" { skipNext = true; continue }
-            arguments.append(argument)
-        }
-        arguments += ["-incoming", incoming.description]
+        let arguments = IncomingOption.removed(from: cpr.previousArguments) + ["-incoming", incoming.description]
         Log.error("live update failed in the new image: \(reason); rolling back to \(cpr.previous.path)")
         do {
             for entry in cpr.fds { _ = fcntl(entry.fd, F_SETFD, FD_CLOEXEC) }

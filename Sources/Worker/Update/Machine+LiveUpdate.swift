@@ -1,0 +1,74 @@
+import Glibc
+import Shared
+
+/// Where a live update starts: QMP/HMP `migrate` in mode cpr-exec, and SIGHUP (systemd's
+/// reload). Loop thread only.
+extension Machine {
+    /// Checks everything, tells systemd a reload started, and runs the update right after
+    /// the current loop iteration (so a monitor's reply goes out before the exec).
+    func startLiveUpdate(uri: MigrationURI, command: [String]) throws(QMPError) {
+        if liveUpdatePending { throw QMPError("a live update is already in progress") }
+        if let job = outgoingMigration, !job.currentStatus.isFinished { throw QMPError("There's a migration process in progress") }
+        try CPRExecPreflight.check(machine: self, uri: uri, command: command)
+        liveUpdatePending = true
+        Worker.notifyService(.reloading(status: "live update: exec \(command[0])"))
+        loop.post { [self] in
+            let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
+            // Still here: the update did not happen and the VM runs on this image again.
+            liveUpdatePending = false
+            Log.error("live update failed, the VM continues on this image: \(reason)")
+            liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
+            outgoingMigration = nil
+            emit(.migration(status: MigrationStatus.failed.rawValue))
+            Worker.notifyService(.ready(status: "\(serviceStatus), live update failed: \(reason)"))
+            releaseDeferredUpdateSignal()
+        }
+    }
+
+    /// SIGHUP: a live update with the configured command, or by default the same program
+    /// (found again through PATH if it was named without a slash, so an upgraded package is
+    /// picked up) and the same arguments, the state in a memfd.
+    ///
+    /// A SIGHUP that arrives while an update is under way is neither lost nor merged into it:
+    /// exactly one more update follows, on whichever image runs the VM then (the signal is
+    /// raised again before the exec and stays pending across it, blocked; pending SIGHUPs
+    /// merge into one, as the kernel merges them).
+    func liveUpdateOnSignal() {
+        if liveUpdatePending {
+            Log.info("SIGHUP during a live update: another update follows it")
+            updateSignalDeferred = true
+            return
+        }
+        let (command, uri) = signalledUpdateCommand
+        Log.info("SIGHUP: live update to \(command.joined(separator: " "))")
+        do {
+            try startLiveUpdate(uri: uri, command: command)
+        } catch {
+            Log.error("SIGHUP: live update refused: \(error)")
+            liveUpdateInfo = ["status": "failed", "error-desc": .string("\(error)")]
+            // Type=notify-reload waits for RELOADING=1 then READY=1 after its signal.
+            Worker.notifyService(.reloading(status: "live update refused"), .ready(status: "\(serviceStatus), live update refused: \(error)"))
+        }
+    }
+
+    /// `migrate-set-parameters cpr-exec-command` when set with mode cpr-exec (its -incoming
+    /// URI is the state's), else this image's program and arguments with `-incoming memfd:`.
+    var signalledUpdateCommand: ([String], MigrationURI) {
+        if migrationMode == .cprExec, !cprExecCommand.isEmpty {
+            if let text = IncomingOption.value(in: cprExecCommand), let uri = try? MigrationURI.parse(text) {
+                return (cprExecCommand, uri)
+            }
+            return (cprExecCommand + ["-incoming", "memfd:"], .memfd)
+        }
+        let arguments = CommandLine.arguments
+        return ([arguments[0]] + IncomingOption.removed(from: Array(arguments.dropFirst())) + ["-incoming", "memfd:"], .memfd)
+    }
+
+    /// Raises the SIGHUP that arrived during an update again, now that the update is over
+    /// or about to exec (the signal is blocked: it waits for the next signalfd read).
+    func releaseDeferredUpdateSignal() {
+        guard updateSignalDeferred else { return }
+        updateSignalDeferred = false
+        kill(getpid(), SIGHUP)
+    }
+}
