@@ -37,7 +37,7 @@ let package = Package(
             dependencies: ["Worker", "Shared", "CLinux", "Systemd"]
         ),
         // The operator CLI: speaks QMP to a running cprvmm.
-        .executableTarget(name: "cprctl", dependencies: ["Shared"]),
+        .executableTarget(name: "cprctl", dependencies: ["Shared", "CLinux"]),
         // In-process benchmark of the vCPU pause API (bench/run calls it).
         .executableTarget(name: "cprvmm-bench", dependencies: ["Worker"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"]),

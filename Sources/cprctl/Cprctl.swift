@@ -60,9 +60,14 @@ enum Cprctl {
         guard reply.objectValue != nil else {
             return .failure("unexpected reply from \(target.socketPath): x-query-cprvmm returned \(JSON.serialize(reply))")
         }
-        if options.json {
-            return CprctlResult(exitStatus: 0, output: JSON.serializePretty(reply) + "\n")
+        var report = reply
+        if let name = reply["name"]?.stringValue, let unit = SystemdUnit.query(vmName: name), case .object(var object) = reply {
+            object["systemd"] = unit
+            report = .object(object)
         }
-        return CprctlResult(exitStatus: 0, output: StatusReport.format(reply, now: now()) + "\n")
+        if options.json {
+            return CprctlResult(exitStatus: 0, output: JSON.serializePretty(report) + "\n")
+        }
+        return CprctlResult(exitStatus: 0, output: StatusReport.format(report, now: now()) + "\n")
     }
 }

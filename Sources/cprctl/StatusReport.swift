@@ -25,6 +25,7 @@ enum StatusReport {
         }
 
         add("PID", [status["pid"]?.intValue.map { String($0) } ?? unknown])
+        if let unit = status["systemd"] { add("systemd", [SystemdUnit.summary(unit)]) }
         add("Binary", [status["binary"]?.stringValue ?? unknown])
         var version = status["version"]?.stringValue ?? unknown
         if let buildID = status["build-id"]?.stringValue { version += " (build id \(buildID))" }
