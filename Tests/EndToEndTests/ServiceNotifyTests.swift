@@ -76,6 +76,23 @@ extension VirtualMachines {
             for message in notify.messages { for fd in message.fds { close(fd) } }
         }
 
+        /// A SIGHUP while an update runs is neither lost nor merged: exactly one more follows.
+        @Test func aSIGHUPDuringAnUpdateLeadsToExactlyOneMore() throws {
+            let notify = try NotifySocket()
+            defer { notify.close() }
+            let qmp = temporarySocketPath("sh")
+            let vm = try VMProcess(Self.arguments(qmp), environment: ["NOTIFY_SOCKET": notify.path])
+            #expect(notify.waitFor { $0.fields["READY"] == "1" } != nil)
+            kill(vm.pid, SIGHUP)
+            #expect(notify.waitFor { $0.fields["RELOADING"] == "1" } != nil)
+            kill(vm.pid, SIGHUP)  // the first update is under way
+            #expect(notify.waitFor { $0.fields["STATUS"]?.contains("update generation 2") == true } != nil)
+            usleep(1_500_000)
+            #expect(!notify.messages.contains { $0.fields["STATUS"]?.contains("update generation 3") == true })
+            #expect(notify.messages.filter { $0.fields["RELOADING"] == "1" }.count == 2)
+            #expect(vm.terminate() == 0)
+        }
+
         @Test func extendsTheStartTimeoutWhileAnIncomingMigrationLoads() throws {
             let qmp = temporarySocketPath("sx")
             let stateFile = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-sx-\(UUID().uuidString)").path
