@@ -10,12 +10,14 @@ public enum Worker {
         // a crash: take it before anything else.
         let stored = serviceManager?.takeStoredFDs() ?? []
         var inherited = LiveUpdateArrival.takeInheritedState()
+        StartupTrace.mark("cpr state")
         if inherited == nil, let recovered = FDStoreRecovery.state(from: stored) {
             inherited = .success(recovered)
         }
         let action: CommandLineAction
         do {
             action = try CommandLineParser.parse(arguments)
+            StartupTrace.mark("parse")
         } catch {
             Log.error("\(error)")
             return 1

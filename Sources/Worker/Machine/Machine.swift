@@ -60,15 +60,18 @@ public final class Machine {
         let firmware = try config.bios.map { try Firmware.load(path: $0) }
         let kernel = try config.kernel.map { try ElfKernel.load(path: $0) }
         let kvm = try Kvm()
+        StartupTrace.mark("open kvm")
         let maxVcpus = min(Int(GUEST_MAX_VCPUS), kvm.maxVcpus)
         guard config.smp <= maxVcpus else {
             throw ConfigurationError("-smp \(config.smp): this host allows at most \(maxVcpus) vCPUs")
         }
         self.kvm = kvm
         self.vm = try kvm.createVM()
+        StartupTrace.mark("create vm")
         var inheritedRAM: [String: Int32] = [:]
         for entry in cprState?.fds ?? [] where entry.name.hasPrefix("ram:") { inheritedRAM[String(entry.name.dropFirst(4))] = entry.fd }
         self.memory = try MachineMemory(config: config, firmware: firmware, inherited: inheritedRAM)
+        StartupTrace.mark("map ram")
         self.loop = try EventLoop()
         // A live update logs this after the guest runs again: it reads sysfs and writes stderr.
         if cprState == nil { logMemorySummary() }
@@ -76,9 +79,13 @@ public final class Machine {
         try vm.setRealModeSupportPages(identityMap: Machine.identityMapAddress, tss: Machine.realModeTSSAddress)
         // Memory slots before the irqchip: once an irqchip exists, every slot change waits
         // for an SRCU grace period (~6 ms on this host), and a live update waits with it.
+        StartupTrace.mark("loop, tss")
         try memory.register(with: vm)
+        StartupTrace.mark("memory slots")
         try vm.createIrqchipAndPit()
+        StartupTrace.mark("irqchip, pit")
         try createDevices()
+        StartupTrace.mark("devices")
         // An incoming VM gets everything from the stream; writing a guest image into RAM
         // would even overwrite the RAM a cpr-reboot left in place.
         let entry: BootEntry
@@ -92,6 +99,7 @@ public final class Machine {
             entry = try BuiltinGuest.load(into: memory.guest)
         }
         try createVcpus(entry: entry, isBuiltinGuest: kernel == nil && firmware == nil)
+        StartupTrace.mark("vcpus")
     }
 
     private func createDevices() throws {
@@ -112,6 +120,7 @@ public final class Machine {
 
     private func createVcpus(entry: BootEntry, isBuiltinGuest: Bool) throws {
         let supported = try kvm.supportedCPUID()
+        StartupTrace.mark("supported cpuid")
         var tscKHz: UInt64 = 0
         for index in 0..<config.smp {
             let vcpu = try vm.createVcpu(index: index)
@@ -155,10 +164,13 @@ public final class Machine {
             reapChildren()
             extendServiceTimeoutIfBusy()
         }
+        StartupTrace.mark("signals, timer")
         try startMonitors()
+        StartupTrace.mark("monitors")
         followRunStateForService()
         VcpuThread.installKickHandler()
         for vcpu in vcpus { try vcpu.start() }
+        StartupTrace.mark("vcpu threads")
         if let cprState {
             do {
                 try LiveUpdateArrival.complete(cprState, machine: self)

@@ -52,6 +52,7 @@ enum LiveUpdateArrival {
             description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
         }
         let loaded = monotonicNanoseconds()
+        StartupTrace.mark("load")
         if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
         if description.wasRunning && !machine.config.startPaused {
             machine.runState = .running
@@ -60,6 +61,7 @@ enum LiveUpdateArrival {
             machine.runState = .paused
         }
         let resumed = monotonicNanoseconds()
+        StartupTrace.mark("resume")
         // Everything below happens after the guest runs again: it is outside the pause.
         machine.vmStarted = cpr.vmStarted
         let pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000
@@ -96,6 +98,7 @@ enum LiveUpdateArrival {
         Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
         if cpr.fromFDStore { machine.storeRAMWithService() }
         machine.logMemorySummary()
+        if let trace = StartupTrace.report() { Log.info(trace) }
         machine.unreapedChildren = cpr.teardownHolders
     }
 
