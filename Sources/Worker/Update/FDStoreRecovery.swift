@@ -33,6 +33,9 @@ enum FDStoreRecovery {
         var cpr: CPRState
         do {
             cpr = try CPRState.read(fd: cprFD)
+            // Stays in the store until the guest runs: a crash before that retries from it.
+            used.insert(cprFD)
+            close(cprFD)
         } catch {
             Log.error("systemd passed back a CPR state that cannot be read: \(error); booting fresh")
             return nil
