@@ -14,10 +14,14 @@ public enum StartupTrace {
     public static func report() -> String? {
         guard getenv("CPRVMM_TRACE_STARTUP") != nil else { return nil }
         var previous = ProcessClock.imageStartedMonotonic
+        var prefix = ""
+        if let text = getenv("CPRVMM_TRACE_EXEC_NS"), let execed = UInt64(String(cString: text)) {
+            prefix = "execve to main \((previous - min(previous, execed)) / 1000), "
+        }
         let steps = marks.map { mark -> String in
             defer { previous = mark.nanoseconds }
             return "\(mark.name) \((mark.nanoseconds - min(previous, mark.nanoseconds)) / 1000)"
         }
-        return "start-up trace (µs per step): " + steps.joined(separator: ", ")
+        return "start-up trace (µs per step): " + prefix + steps.joined(separator: ", ")
     }
 }

@@ -1,5 +1,6 @@
 import CLinux
 import Glibc
+import Shared
 import Worker
 
 /// Replaces the process image for a live update, keeping the PID and exactly the fds asked
@@ -27,6 +28,11 @@ enum ImageExec {
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] { sigaddset(&mask, signal) }
         pthread_sigmask(SIG_SETMASK, &mask, &previous)
         fflush(nil)  // buffered output would be lost with the old image
+        if getenv("CPRVMM_TRACE_STARTUP") != nil {
+            // The start-up trace of the new image splits the exec from the work before it.
+            environment.removeAll { $0.hasPrefix("CPRVMM_TRACE_EXEC_NS=") }
+            environment.append("CPRVMM_TRACE_EXEC_NS=\(ProcessClock.monotonicNanoseconds())")
+        }
 
         let code = withCStrings(request.arguments) { argv in
             withCStrings(environment) { envp in
