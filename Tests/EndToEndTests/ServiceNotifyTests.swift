@@ -40,7 +40,7 @@ extension VirtualMachines {
 
             // WATCHDOG=1 every 200 ms (half of WATCHDOG_USEC), from the event loop.
             let pings = notify.messages.filter { $0.text == "WATCHDOG=1" }.count
-            usleep(1_200_000)
+            usleep(1_500_000)
             #expect(notify.messages.filter { $0.text == "WATCHDOG=1" }.count >= pings + 3)
 
             // stop / cont change STATUS=.
