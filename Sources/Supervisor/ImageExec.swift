@@ -8,7 +8,13 @@ import Worker
 enum ImageExec {
     static func perform(_ request: ExecRequest) -> String {
         guard let program = request.arguments.first else { return "empty command line" }
-        guard let path = resolve(program) else { return "\(program): no such file or directory (not found in PATH)" }
+        let path: String
+        if let fd = request.executableFD {
+            path = "\(program) (the previous image, fd \(fd))"
+        } else {
+            guard let found = resolve(program) else { return "\(program): no such file or directory (not found in PATH)" }
+            path = found
+        }
         // Only the kept fds lose close-on-exec, and only for this exec attempt.
         for fd in request.keepFDs { _ = fcntl(fd, F_SETFD, 0) }
         defer { for fd in request.keepFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
@@ -36,7 +42,11 @@ enum ImageExec {
 
         let code = withCStrings(request.arguments) { argv in
             withCStrings(environment) { envp in
-                execve(path, argv, envp)
+                if let fd = request.executableFD {
+                    fexecve(fd, argv, envp)
+                } else {
+                    execve(path, argv, envp)
+                }
                 return errno
             }
         }

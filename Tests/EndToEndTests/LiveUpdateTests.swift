@@ -302,6 +302,42 @@ extension VirtualMachines {
             _ = vm.process.terminate()
         }
 
+        @Test("a rollback returns to the old image itself, even after a package upgrade replaced its file")
+        func rollbackAfterTheFileWasReplaced() throws {
+            // The VM runs from a copy; then a "package upgrade" puts a broken cprvmm (one that
+            // cannot load the state) at that path. Rolling back by path would exec the broken
+            // one again and lose the VM; the rollback must exec the old image's own file.
+            let directory = try GuestBuilder.temporaryDirectory()
+            let installed = directory.appendingPathComponent("cprvmm").path
+            try FileManager.default.copyItem(atPath: Binaries.cprvmm, toPath: installed)
+            let qmp = temporarySocketPath("lr")
+            let arguments = Self.options + ["-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try VMProcess(arguments, binary: installed)
+            _ = try connectWhenListening(qmp)
+            process.waitForOutput("tick 200") { VMProcess.ticks(in: $0).last ?? 0 >= 200 }
+            let vm = VM(process: process, qmp: qmp, state: "", arguments: arguments)
+
+            let upgrade = directory.appendingPathComponent("cprvmm.new").path
+            try "#!/bin/sh\nCPRVMM_INJECT_LOAD_FAILURE=1 exec '\(Binaries.cprvmm)' \"$@\"\n".write(toFile: upgrade, atomically: true, encoding: .utf8)
+            chmod(upgrade, 0o755)
+            #expect(rename(upgrade, installed) == 0)
+
+            #expect(try Self.requestUpdate(vm, command: [installed] + arguments, uri: "memfd:") == #"{"return": {}}"#)
+            var status: [String: Any] = [:]
+            let deadline = Date().addingTimeInterval(60)
+            while (status["updates"] as? [Any])?.isEmpty ?? true, Date() < deadline, process.process.isRunning {
+                usleep(20_000)
+                status = (try? Self.query(vm)) ?? [:]
+            }
+            #expect(process.process.isRunning, "the VM died: \(process.stderr.suffix(600))")
+            let record = (status["updates"] as? [[String: Any]])?.last ?? [:]
+            #expect((record["result"] as? String)?.contains("load failure injected") == true, "\(record)")
+            #expect((status["pid"] as? NSNumber)?.int32Value == process.pid)
+            #expect((status["binary"] as? String)?.hasSuffix("(deleted)") == true, "not the old image: \(status["binary"] ?? "?")")
+            Self.expectGuestIntact(vm)
+            _ = process.terminate()
+        }
+
         @Test("cprctl update: success, and a failure with the reason")
         func cprctlUpdate() throws {
             let vm = try Self.start()

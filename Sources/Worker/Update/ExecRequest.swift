@@ -5,6 +5,9 @@ public struct ExecRequest {
     public var arguments: [String]
     public var keepFDs: [Int32]
     public var environment: [(name: String, value: String?)]
+    /// Exec this open file instead of the program `arguments[0]` names (fexecve): a rollback
+    /// returns to the previous image itself, even after a package upgrade replaced its file.
+    public var executableFD: Int32? = nil
 }
 
 extension Worker {

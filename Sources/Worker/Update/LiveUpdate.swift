@@ -9,6 +9,9 @@ import Shared
 enum LiveUpdate {
     /// The handover name of the memfd holding the VM state for a `memfd:` URI.
     static let stateFDName = Machine.storedStateName
+    /// The handover name of this image's own executable, which a rollback execs (fexecve):
+    /// the file at its path may be a newer binary by then (a package upgrade replaced it).
+    static let previousImageFDName = "previous-image"
     /// How long the old image's address space outlives the exec: past the new image's resume
     /// (a few ms), short enough that its teardown rarely meets the next update.
     static let teardownDelayMilliseconds: UInt32 = 100
@@ -17,6 +20,8 @@ enum LiveUpdate {
     static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
         // The watchdog's clock restarts here and the new image pings right after its resume.
         Worker.notifyService(.watchdog)
+        let imageFD = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+        defer { if imageFD >= 0 { close(imageFD) } }
         let started = monotonicNanoseconds()
         let wasRunning = machine.runState == .running
         if wasRunning { machine.pause() }
@@ -49,6 +54,7 @@ enum LiveUpdate {
             cpr.execMonotonicNanoseconds = monotonicNanoseconds()
             cpr.fds = machine.handoverFDs
             if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
+            if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
             let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
             if holder > 0 { machine.unreapedChildren.append(holder) }
             cpr.teardownHolders = machine.unreapedChildren

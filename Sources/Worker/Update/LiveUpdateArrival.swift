@@ -132,9 +132,12 @@ enum LiveUpdateArrival {
         do {
             for entry in cpr.fds { _ = fcntl(entry.fd, F_SETFD, FD_CLOEXEC) }
             let fd = try state.writeToMemfd()
+            // The previous image's own file, not its path: a package upgrade may have put the
+            // binary that just failed at that path.
             let failure = Worker.execImage(ExecRequest(
                 arguments: arguments, keepFDs: cpr.fds.map(\.fd) + [fd],
-                environment: [(CPRState.environmentVariable, String(fd)), (injectFailureVariable, nil)]))
+                environment: [(CPRState.environmentVariable, String(fd)), (injectFailureVariable, nil)],
+                executableFD: cpr.fd(named: LiveUpdate.previousImageFDName)))
             close(fd)
             return "rollback to \(cpr.previous.path) failed: \(failure) (the update failed because: \(reason))"
         } catch {
