@@ -32,14 +32,20 @@ extension VirtualMachines {
 
         /// x-query-cprvmm over a fresh connection (a live update closes existing ones).
         static func query(_ vm: VM, _ command: String = "x-query-cprvmm") throws -> [String: Any] {
-            let client = try connectWhenListening(vm.qmp)
+            try query(qmp: vm.qmp, command)
+        }
+
+        static func query(qmp: String, _ command: String = "x-query-cprvmm") throws -> [String: Any] {
+            let client = try connectWhenListening(qmp)
             let reply = client.execute(#"{"execute": "\#(command)"}"#) ?? ""
             let object = try JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any]
             return object?["return"] as? [String: Any] ?? [:]
         }
 
-        static func generation(_ vm: VM) -> Int {
-            ((try? query(vm))?["update-generation"] as? NSNumber)?.intValue ?? -1
+        static func generation(_ vm: VM) -> Int { generation(qmp: vm.qmp) }
+
+        static func generation(qmp: String) -> Int {
+            ((try? query(qmp: qmp))?["update-generation"] as? NSNumber)?.intValue ?? -1
         }
 
         /// Asks for a live update into `command` (program + arguments; -incoming appended)
@@ -336,6 +342,55 @@ extension VirtualMachines {
             #expect((status["binary"] as? String)?.hasSuffix("(deleted)") == true, "not the old image: \(status["binary"] ?? "?")")
             Self.expectGuestIntact(vm)
             _ = process.terminate()
+        }
+
+        @Test("-serial stdio on a terminal: quitting after a live update restores the terminal the first image found")
+        func terminalRestoredAfterAnUpdate() throws {
+            // A pseudo-terminal (posix_openpt & co sit behind _XOPEN_SOURCE: the ioctls directly).
+            let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
+            var unlock: Int32 = 0
+            var number: UInt32 = 0
+            try #require(master >= 0 && ioctl(master, 0x4004_5431 /* TIOCSPTLCK */, &unlock) == 0
+                && ioctl(master, 0x8004_5430 /* TIOCGPTN */, &number) == 0)
+            defer { close(master) }
+            let terminal = open("/dev/pts/\(number)", O_RDWR | O_NOCTTY)
+            try #require(terminal >= 0)
+            defer { close(terminal) }
+            var cooked = termios()
+            tcgetattr(terminal, &cooked)
+            // Drain the console, or a full pty would stall the guest's output.
+            Thread.detachNewThread {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while read(master, &buffer, buffer.count) > 0 {}
+            }
+            let qmp = temporarySocketPath("tt")
+            let arguments = Self.options + ["-qmp", "unix:\(qmp),server=on,wait=off", "-serial", "stdio"]
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binaries.cprvmm)
+            process.arguments = arguments
+            let handle = FileHandle(fileDescriptor: terminal, closeOnDealloc: false)
+            process.standardInput = handle
+            process.standardOutput = handle
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            _ = try connectWhenListening(qmp)
+            var raw = termios()
+            tcgetattr(terminal, &raw)
+            #expect(raw.c_lflag & tcflag_t(ICANON) == 0, "the console should be raw while the VM runs")
+
+            let client = try connectWhenListening(qmp)
+            let command = ([Binaries.cprvmm] + arguments + ["-incoming", "memfd:"]).map { "\"\($0)\"" }.joined(separator: ", ")
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-exec", "cpr-exec-command": [\#(command)]}}"#) == #"{"return": {}}"#)
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "memfd:"}}"#) == #"{"return": {}}"#)
+            let deadline = Date().addingTimeInterval(60)
+            while Self.generation(qmp: qmp) < 1, Date() < deadline { usleep(20_000) }
+            #expect(Self.generation(qmp: qmp) == 1)
+            _ = try connectWhenListening(qmp).execute(#"{"execute": "quit"}"#)
+            process.waitUntilExit()
+            var after = termios()
+            tcgetattr(terminal, &after)
+            #expect(after.c_lflag == cooked.c_lflag, "the terminal was left raw")
+            #expect(after.c_iflag == cooked.c_iflag && after.c_oflag == cooked.c_oflag)
         }
 
         @Test("cprctl update: success, and a failure with the reason")

@@ -157,11 +157,47 @@ final class SerialBackend {
         guard isatty(0) != 0 else { return }
         var attributes = termios()
         guard tcgetattr(0, &attributes) == 0 else { return }
-        savedTerminal = attributes
+        // After a live update the terminal is already raw: restore what the first image found.
+        savedTerminal = SerialBackend.terminalFromEnvironment() ?? attributes
         cfmakeraw(&attributes)
         attributes.c_lflag |= tcflag_t(ISIG)
         attributes.c_oflag |= tcflag_t(OPOST | ONLCR)
         tcsetattr(0, TCSANOW, &attributes)
+    }
+
+    /// The terminal settings to restore at exit travel to the next image of a live update in
+    /// this environment variable (hex bytes of a `termios`).
+    static let savedTerminalVariable = "CPRVMM_SAVED_TERMIOS"
+
+    /// For the exec of a live update: the settings the first image found, if it changed them.
+    var savedTerminalForHandover: String? {
+        guard var saved = savedTerminal else { return nil }
+        return withUnsafeBytes(of: &saved) { bytes in
+            bytes.map { String($0 >> 4, radix: 16) + String($0 & 0xF, radix: 16) }.joined()
+        }
+    }
+
+    private static func terminalFromEnvironment() -> termios? {
+        guard let text = getenv(savedTerminalVariable).map({ String(cString: $0) }) else { return nil }
+        let digits = Array(text.utf8)
+        var result = termios()
+        guard digits.count == 2 * MemoryLayout<termios>.size else { return nil }
+        let parsed: Bool = withUnsafeMutableBytes(of: &result) { bytes in
+            for index in bytes.indices {
+                guard let high = hexValue(digits[2 * index]), let low = hexValue(digits[2 * index + 1]) else { return false }
+                bytes[index] = high << 4 | low
+            }
+            return true
+        }
+        return parsed ? result : nil
+    }
+
+    private static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+        default: return nil
+        }
     }
 
     func restoreTerminal() {

@@ -68,7 +68,8 @@ enum LiveUpdate {
             machine.releaseDeferredUpdateSignal()
             reason = Worker.execImage(ExecRequest(
                 arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
-                environment: [(CPRState.environmentVariable, String(cprFD))]))
+                environment: [(CPRState.environmentVariable, String(cprFD)),
+                              (SerialBackend.savedTerminalVariable, machine.serialBackend?.savedTerminalForHandover)]))
 
         } catch {
             reason = "\(error)"
