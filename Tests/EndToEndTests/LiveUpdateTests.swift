@@ -393,6 +393,19 @@ extension VirtualMachines {
             #expect(after.c_iflag == cooked.c_iflag && after.c_oflag == cooked.c_oflag)
         }
 
+        @Test("a quit that arrives right behind a live update request wins: the VM stops, no exec")
+        func quitRightBehindAnUpdate() throws {
+            let vm = try Self.start()
+            let client = try connectWhenListening(vm.qmp)
+            let command = ([Binaries.cprvmm] + vm.arguments + ["-incoming", "memfd:"]).map { "\"\($0)\"" }.joined(separator: ", ")
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-exec", "cpr-exec-command": [\#(command)]}}"#) == #"{"return": {}}"#)
+            // One write: both commands are taken in the same loop turn, before the update runs.
+            client.send(#"{"execute": "migrate", "arguments": {"uri": "memfd:"}}{"execute": "quit"}"#)
+            #expect(vm.process.waitForExit(timeout: 20) == 0, "the VM went on (the quit was lost in the exec)")
+            #expect(vm.process.stderr.contains("live update dropped: the VM is shutting down"))
+            #expect(!vm.process.stderr.contains("live update 1 complete"))
+        }
+
         @Test("cprctl update: success, and a failure with the reason")
         func cprctlUpdate() throws {
             let vm = try Self.start()

@@ -228,6 +228,9 @@ public final class Machine {
         }
     }
 
+    /// An end was requested (SIGTERM, quit, the guest): the loop stops after the current work.
+    var isExiting: Bool { exitLock.withLock { exitStatus != nil } }
+
     func emit(_ event: MachineEvent) {
         for listener in eventListeners { listener(event) }
     }

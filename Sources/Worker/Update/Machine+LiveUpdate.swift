@@ -13,6 +13,13 @@ extension Machine {
         liveUpdatePending = true
         Worker.notifyService(.reloading(status: "live update: exec \(command[0])"))
         loop.post { [self] in
+            // A SIGTERM or quit taken between the request and now wins: an exec would carry
+            // on a VM that systemd (or the operator) is stopping, and the request is consumed.
+            guard !isExiting else {
+                liveUpdatePending = false
+                Log.info("live update dropped: the VM is shutting down")
+                return
+            }
             let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
             // Still here: the update did not happen and the VM runs on this image again.
             liveUpdatePending = false
