@@ -15,6 +15,9 @@ public struct CPRState: Sendable {
 
     /// Set when the "cpr.record" section could not be read: this image can still roll back.
     public var unreadableRecord: String?
+    /// That section as it came, written back unchanged when this image rolls back, so the
+    /// previous image (which wrote it) keeps the VM's history and timings.
+    var keptRecord: StateSection?
 
     public struct InheritedFD: Equatable, Sendable {
         public var name: String
@@ -197,7 +200,11 @@ public struct CPRState: Sendable {
         do {
             let writer = try StateWriter(sink: FileDescriptorSink(fd: fd))
             try writer.writeSection(CPRState.sectionName, version: CPRState.sectionVersion, payload: encodeCore())
-            try writer.writeSection(CPRState.recordSectionName, version: CPRState.recordSectionVersion, payload: encodeRecord())
+            if let keptRecord {
+                try writer.writeSection(keptRecord.name, version: keptRecord.version, payload: keptRecord.payload)
+            } else {
+                try writer.writeSection(CPRState.recordSectionName, version: CPRState.recordSectionVersion, payload: encodeRecord())
+            }
             try writer.finish()
             return fd
         } catch {
@@ -214,7 +221,9 @@ public struct CPRState: Sendable {
         var state = try decodeCore(section)
         do {
             guard let record = try reader.nextSection() else { throw StateFormatError.malformed("CPR state: no '\(recordSectionName)' section") }
+            if record.name == recordSectionName { state.keptRecord = record }
             try state.decodeRecord(record)
+            state.keptRecord = nil
         } catch {
             state.unreadableRecord = "\(error)"
         }

@@ -65,7 +65,7 @@ public enum StateFormat {
 }
 
 /// One section as read back: the component's name, its own version, and its payload.
-public struct StateSection: Equatable {
+public struct StateSection: Equatable, Sendable {
     public let name: String
     public let version: UInt32
     public let payload: [UInt8]
