@@ -31,13 +31,20 @@ extension Machine {
         Worker.notifyService(.ready(status: serviceStatus), .watchdog)
     }
 
-    /// Keeps the guest's RAM in systemd's fd store, so a process that dies after a live update
-    /// saved its state can be restarted with guest memory intact. Harmless when repeated:
-    /// systemd ignores an fd it already stores.
+    /// The `-serial file:` console also goes to the store: a restarted process appends to it
+    /// where the dead one stopped instead of truncating it.
+    static let storedConsoleName = SerialBackend.fileHandoverName
+
+    /// Keeps the guest's RAM (and a console file) in systemd's fd store, so a process that
+    /// dies after a live update saved its state can be restarted with guest memory intact.
+    /// Harmless when repeated: systemd ignores an fd it already stores.
     func storeRAMWithService() {
         guard Worker.serviceManager != nil else { return }
-        let stored = memory.blocks.compactMap { block in
+        var stored = memory.blocks.compactMap { block in
             block.fd.map { ServiceNotification.storeFD(name: Machine.storedRAMName(block.name), fd: $0) }
+        }
+        if let console = serialBackend?.handover.first(where: { $0.name == Machine.storedConsoleName }) {
+            stored.append(.storeFD(name: Machine.storedConsoleName, fd: console.fd))
         }
         Worker.serviceManager?.notify(stored)
     }
@@ -46,7 +53,7 @@ extension Machine {
     func emptyServiceFDStore() {
         guard Worker.serviceManager != nil else { return }
         var names = memory.blocks.map { Machine.storedRAMName($0.name) }
-        names += [Machine.storedStateName, Machine.storedCPRStateName]
+        names += [Machine.storedStateName, Machine.storedCPRStateName, Machine.storedConsoleName]
         Worker.serviceManager?.notify(names.map { .removeStoredFD(name: $0) })
     }
 

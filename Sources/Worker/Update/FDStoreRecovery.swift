@@ -41,11 +41,12 @@ enum FDStoreRecovery {
             return nil
         }
         // The manifest's fd numbers were the dead process's: take the stored fds by name.
-        // Sockets and the console died with that process and are created anew.
+        // Sockets died with that process and are created anew; a console file goes on.
         var fds: [CPRState.InheritedFD] = []
         for entry in cpr.fds {
             let storedName = entry.name.hasPrefix("ram:") ? Machine.storedRAMName(String(entry.name.dropFirst(4))) : entry.name
-            guard storedName.hasPrefix("ram-") || storedName == Machine.storedStateName, let fd = byName[storedName] else { continue }
+            let stored = storedName.hasPrefix("ram-") || storedName == Machine.storedStateName || storedName == Machine.storedConsoleName
+            guard stored, let fd = byName[storedName] else { continue }
             fds.append(CPRState.InheritedFD(name: entry.name, fd: fd))
             used.insert(fd)
         }
