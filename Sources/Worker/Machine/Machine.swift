@@ -39,6 +39,8 @@ public final class Machine {
     var updateGeneration: UInt64 = 0
     var updateHistory: [CPRState.Update] = []
     var liveUpdateInfo: JSONObject?
+    /// The MSRs a save reads (Machine+State), fetched once.
+    var msrIndexList: [UInt32]?
     /// Teardown holders of earlier images (LiveUpdate), reaped by the watchdog timer.
     var unreapedChildren: [Int32] = []
     /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.

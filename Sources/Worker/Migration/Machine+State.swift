@@ -8,6 +8,11 @@ extension Machine {
     static let ramHeaderSection = "ram.at"
     static let ramDataSection = "ram.data"
 
+    /// KVM_GET_MSR_INDEX_LIST, fetched once: a live update asks before it pauses the guest.
+    func cacheMSRIndexList() throws(SystemError) {
+        if msrIndexList == nil { msrIndexList = try kvm.msrIndexList() }
+    }
+
     func describe(copying copied: (RamBlock) -> Bool, wasRunning: Bool) -> MachineDescription {
         MachineDescription(
             vcpuCount: vcpus.count,
@@ -23,7 +28,8 @@ extension Machine {
                    progress: (UInt64) -> Void = { _ in }) throws {
         try writer.writeSection(MachineDescription.sectionName, version: MachineDescription.sectionVersion,
                                 payload: describe(copying: copied, wasRunning: wasRunning).encode())
-        let msrIndices = try kvm.msrIndexList()
+        try cacheMSRIndexList()
+        let msrIndices = msrIndexList ?? []
         for (index, thread) in vcpus.enumerated() {
             let state = try VcpuState.capture(thread.vcpu, msrIndices: msrIndices)
             try writer.writeSection(VcpuState.sectionName(index), version: VcpuState.sectionVersion, payload: state.encode())

@@ -20,20 +20,33 @@ enum LiveUpdate {
     static func perform(machine: Machine, uri: MigrationURI, command: [String], arguments: [String]) -> String {
         // The watchdog's clock restarts here and the new image pings right after its resume.
         Worker.notifyService(.watchdog)
+        // What needs no paused VM happens before the pause: this image's own file (for a
+        // rollback), the state memfd, the MSR list, and the task that holds this image's
+        // address space past the exec (it waits 100 ms; the update takes a few).
         let imageFD = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
         defer { if imageFD >= 0 { close(imageFD) } }
+        var stateFD: Int32 = -1
+        if uri == .memfd {
+            stateFD = clinux_memfd_create("cprvmm-vm-state", CLINUX_MFD_CLOEXEC)
+            guard stateFD >= 0 else { return "\(SystemError("memfd_create for the VM state", errno: -stateFD))" }
+        }
+        do {
+            try machine.cacheMSRIndexList()
+        } catch {
+            if stateFD >= 0 { close(stateFD) }
+            return "\(error)"
+        }
+        let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
+        if holder > 0 { machine.unreapedChildren.append(holder) }
         let started = monotonicNanoseconds()
         let wasRunning = machine.runState == .running
         if wasRunning { machine.pause() }
         let paused = monotonicNanoseconds()
         machine.runState = .finishMigrate
         var cprFD: Int32 = -1
-        var stateFD: Int32 = -1
         let reason: String
         do {
             if uri == .memfd {
-                stateFD = clinux_memfd_create("cprvmm-vm-state", CLINUX_MFD_CLOEXEC)
-                guard stateFD >= 0 else { throw SystemError("memfd_create for the VM state", errno: -stateFD) }
                 let writer = try StateWriter(sink: FileDescriptorSink(fd: stateFD))
                 try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
             } else {
@@ -55,8 +68,6 @@ enum LiveUpdate {
             cpr.fds = machine.handoverFDs
             if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
             if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
-            let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
-            if holder > 0 { machine.unreapedChildren.append(holder) }
             cpr.teardownHolders = machine.unreapedChildren
             cprFD = try cpr.writeToMemfd()
             if stateFD >= 0 {
