@@ -188,7 +188,7 @@ public final class Machine {
         } else {
             if runState == .running { resume() }
             reportReadyToService()
-            storeRAMWithService()
+            storeFDsWithService()
         }
         try startServiceWatchdog()
         loop.run()

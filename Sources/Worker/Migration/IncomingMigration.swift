@@ -70,7 +70,7 @@ final class IncomingMigration {
                     machine.runState = .paused
                 }
                 machine.reportReadyToService()
-                machine.storeRAMWithService()
+                machine.storeFDsWithService()
             }
         } catch {
             channel.close()

@@ -38,7 +38,7 @@ extension Machine {
     /// Keeps the guest's RAM (and a console file) in systemd's fd store, so a process that
     /// dies after a live update saved its state can be restarted with guest memory intact.
     /// Harmless when repeated: systemd ignores an fd it already stores.
-    func storeRAMWithService() {
+    func storeFDsWithService() {
         guard Worker.serviceManager != nil else { return }
         var stored = memory.blocks.compactMap { block in
             block.fd.map { ServiceNotification.storeFD(name: Machine.storedRAMName(block.name), fd: $0) }

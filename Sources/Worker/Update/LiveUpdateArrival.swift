@@ -96,7 +96,7 @@ enum LiveUpdateArrival {
         closeUnused(cpr, machine: machine)
         machine.reportReadyToService()
         Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
-        if cpr.fromFDStore { machine.storeRAMWithService() }
+        if cpr.fromFDStore { machine.storeFDsWithService() }
         machine.logMemorySummary()
         if let trace = StartupTrace.report() { Log.info(trace) }
         machine.unreapedChildren = cpr.teardownHolders
