@@ -137,4 +137,7 @@ struct ckvm_xsave {
 // field paths in one place and document which union member each exit uses.
 static inline struct kvm_run *ckvm_run(void *p) { return (struct kvm_run *)p; }
 
+// The vCPU bridges that run the guest across a live update's exec.
+#include "ckvm_bridge.h"
+
 #endif

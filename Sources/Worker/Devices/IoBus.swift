@@ -32,6 +32,18 @@ final class IoBus {
         mapping.device.portWrite(offset: port - mapping.base, size: size, count: count, from: data)
     }
 
+    /// The ports a vCPU bridge may serve on its own now, and how (VcpuBridge).
+    func bridgePorts() -> [(port: UInt16, access: PortBridgeAccess)] {
+        var ports: [(port: UInt16, access: PortBridgeAccess)] = []
+        for mapping in mappings {
+            for offset in 0..<mapping.count {
+                let access = mapping.device.bridgeAccess(offset: offset)
+                if access != .none { ports.append((mapping.base + offset, access)) }
+            }
+        }
+        return ports
+    }
+
     func read(port: UInt16, size: Int, count: Int, data: UnsafeMutableRawBufferPointer) {
         guard let mapping = mapping(for: port) else {
             data.initializeMemory(as: UInt8.self, repeating: 0xFF)

@@ -47,6 +47,21 @@ final class SerialPort: PortDevice {
         }
     }
 
+    /// Decided on the register model itself: a read is constant if it leaves the state as it
+    /// was (LSR without an overrun, say), a write is logged if the state stays the same for any
+    /// value (THR, without loopback or a THRE interrupt to re-arm); all else stops the bridge.
+    func bridgeAccess(offset: UInt16) -> PortBridgeAccess {
+        lock.withLock {
+            var reader = uart
+            let value = reader.read(offset: offset)
+            let constantRead = reader == uart && (offset != Serial16550.dataOffset || pending.isEmpty)
+            var writerA = uart, writerB = uart
+            _ = writerA.write(offset: offset, value: 0x00)
+            _ = writerB.write(offset: offset, value: 0x41)
+            return PortBridgeAccess(constantRead: constantRead ? value : nil, writeLogged: writerA == uart && writerB == uart)
+        }
+    }
+
     /// The register model, for migration. Setting it re-drives the interrupt line to match.
     var uartState: Serial16550 {
         get { lock.withLock { uart } }

@@ -25,6 +25,9 @@ final class VcpuFd {
         close(fd)
     }
 
+    /// The kvm_run page, for the vCPU bridge that runs this vCPU across a live update's exec.
+    var runPage: UnsafeMutableRawPointer { UnsafeMutableRawPointer(run) }
+
     /// Makes the next (or current, together with a signal) KVM_RUN return at once with EINTR.
     /// A plain store: the kernel reads the byte on entry; the signal covers a vCPU already inside.
     func requestImmediateExit(_ value: Bool) {

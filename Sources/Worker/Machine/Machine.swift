@@ -31,6 +31,9 @@ public final class Machine {
     /// `migrate-set-parameters mode` and `cpr-exec-command`.
     var migrationMode: MigrationMode = .normal
     var cprExecCommand: [String] = []
+    /// `migrate-set-parameters x-cpr-exec-bridges`: a live update keeps the guest running in
+    /// vCPU bridges across the exec (VcpuBridge). On by default.
+    var cprExecBridges = true
     /// A live update is scheduled or running; a SIGHUP meanwhile sets `updateSignalDeferred`.
     var liveUpdatePending = false
     var updateSignalDeferred = false

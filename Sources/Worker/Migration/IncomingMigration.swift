@@ -53,8 +53,12 @@ final class IncomingMigration {
         machine.loop.post { [machine] in machine.emit(.migration(status: MigrationStatus.active.rawValue)) }
         do {
             let reader = try StateReader(source: channel)
-            let description = try StateLoader(machine: machine).load(from: reader)
+            let loader = StateLoader(machine: machine)
+            let description = try loader.load(from: reader)
             channel.close()
+            guard !loader.vcpusThroughBridge else {
+                throw ConfigurationError("this state was saved for a live update of its own process (its vCPUs ran on in vCPU bridges); only that process can load it")
+            }
             machine.loop.post { [self, machine] in
                 lock.withLock {
                     status = .completed

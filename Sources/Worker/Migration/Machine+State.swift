@@ -24,17 +24,23 @@ extension Machine {
 
     /// Writes the machine description, every vCPU, the in-kernel devices, the UART and the RAM
     /// blocks `copied` selects. Every vCPU must be paused. `progress` gets RAM bytes written.
+    /// `vcpusThroughBridge`: the guest runs on in vCPU bridges, which hand vCPU and in-kernel
+    /// device state over later (VcpuBridge); the stream says so instead of holding them.
     func saveState(to writer: StateWriter, copying copied: (RamBlock) -> Bool, wasRunning: Bool,
-                   progress: (UInt64) -> Void = { _ in }) throws {
+                   vcpusThroughBridge: Bool = false, progress: (UInt64) -> Void = { _ in }) throws {
         try writer.writeSection(MachineDescription.sectionName, version: MachineDescription.sectionVersion,
                                 payload: describe(copying: copied, wasRunning: wasRunning).encode())
-        try cacheMSRIndexList()
-        let msrIndices = msrIndexList ?? []
-        for (index, thread) in vcpus.enumerated() {
-            let state = try VcpuState.capture(thread.vcpu, msrIndices: msrIndices)
-            try writer.writeSection(VcpuState.sectionName(index), version: VcpuState.sectionVersion, payload: state.encode())
+        if vcpusThroughBridge {
+            try writer.writeSection(VcpuBridge.sectionName, version: VcpuBridge.sectionVersion, payload: [])
+        } else {
+            try cacheMSRIndexList()
+            let msrIndices = msrIndexList ?? []
+            for (index, thread) in vcpus.enumerated() {
+                let state = try VcpuState.capture(thread.vcpu, msrIndices: msrIndices)
+                try writer.writeSection(VcpuState.sectionName(index), version: VcpuState.sectionVersion, payload: state.encode())
+            }
+            try writer.writeSection(PlatformState.sectionName, version: PlatformState.sectionVersion, payload: try PlatformState.capture(vm).encode())
         }
-        try writer.writeSection(PlatformState.sectionName, version: PlatformState.sectionVersion, payload: try PlatformState.capture(vm).encode())
         if let serialPort {
             try writer.writeSection(Serial16550.sectionName, version: Serial16550.sectionVersion, payload: serialPort.uartState.encodeState())
         }

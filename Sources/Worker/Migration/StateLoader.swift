@@ -7,6 +7,9 @@ final class StateLoader {
     private var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
     /// Set by a 'ram.at' section: where the next section, 'ram.data', goes.
     private var pendingRAM: (block: RamBlock, offset: Int, length: Int)?
+    /// The stream said that vCPU and platform state come through a vCPU bridge (VcpuBridge):
+    /// the caller must take them over from it.
+    private(set) var vcpusThroughBridge = false
 
     init(machine: Machine) { self.machine = machine }
 
@@ -30,6 +33,11 @@ final class StateLoader {
                 continue  // already in place
             case Machine.ramHeaderSection:
                 pendingRAM = try ramTarget(section(header))
+            case VcpuBridge.sectionName:
+                guard header.version == VcpuBridge.sectionVersion, header.length == 0 else {
+                    throw StateFormatError.malformed("section '\(header.name)' has version \(header.version); this cprvmm reads version \(VcpuBridge.sectionVersion)")
+                }
+                vcpusThroughBridge = true
             case PlatformState.sectionName:
                 platform = try PlatformState.decode(section(header))
             case Serial16550.sectionName:
@@ -45,6 +53,12 @@ final class StateLoader {
             }
         }
         guard pendingRAM == nil else { throw StateFormatError.malformed("the stream ends after 'ram.at' without its data") }
+        if vcpusThroughBridge {
+            guard restoredVcpus.isEmpty, platform == nil else {
+                throw StateFormatError.malformed("the stream holds vCPU state and says it comes through a vCPU bridge")
+            }
+            return incoming
+        }
         guard restoredVcpus.count == machine.vcpus.count else {
             throw StateFormatError.malformed("the stream holds state for \(restoredVcpus.count) of \(machine.vcpus.count) vCPUs")
         }

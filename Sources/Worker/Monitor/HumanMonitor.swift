@@ -51,6 +51,9 @@ struct HumanMonitor {
                 do { machine.migrationMode = try QMPCommands.parseMode(words[2]) } catch { return "Error: \(error.desc)\n" }
             case "cpr-exec-command", "cpr-exec-args":
                 machine.cprExecCommand = Array(words.dropFirst(2))
+            case "x-cpr-exec-bridges":
+                guard words.count == 3, ["on", "off"].contains(words[2]) else { return "Error: usage: migrate_set_parameter x-cpr-exec-bridges on|off\n" }
+                machine.cprExecBridges = words[2] == "on"
             default:
                 return "Error: unknown migration parameter '\(words[1])'\n"
             }
@@ -128,7 +131,7 @@ struct HumanMonitor {
         case "migrate":
             return HumanMonitor.describeMigration(machine.migrationInfo)
         case "migrate_parameters":
-            return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\n"
+            return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\n"
         case "memdev":
             return machine.ramBlocks.map { block in
                 var text = "memory backend: \(block.name)\n"

@@ -5,18 +5,21 @@ extension QMPCommands {
     static let migration: [QMPCommand] = [
         QMPCommand(name: "migrate-set-parameters", parameters: [
             .optional("mode", .string), .optional("cpr-exec-command", .array), .optional("cpr-exec-args", .array),
+            .optional("x-cpr-exec-bridges", .bool),
         ]) { machine, arguments in
             // Check everything before changing anything.
             let mode = try arguments["mode"]?.stringValue.map(parseMode)
             let command = try (arguments["cpr-exec-command"] ?? arguments["cpr-exec-args"]).map(parseCommand)
             if let mode { machine.migrationMode = mode }
             if let command { machine.cprExecCommand = command }
+            if let bridges = arguments["x-cpr-exec-bridges"]?.boolValue { machine.cprExecBridges = bridges }
             return .object([:])
         },
         QMPCommand(name: "query-migrate-parameters", parameters: []) { machine, _ in
             .object([
                 "mode": .string(machine.migrationMode.rawValue),
                 "cpr-exec-command": .array(machine.cprExecCommand.map { .string($0) }),
+                "x-cpr-exec-bridges": .bool(machine.cprExecBridges),
             ])
         },
         QMPCommand(name: "migrate", parameters: [

@@ -8,6 +8,8 @@ extension Machine {
     static func storedRAMName(_ block: String) -> String { "ram-" + block }
     static let storedStateName = "vm-state"
     static let storedCPRStateName = "cpr-state"
+    /// What the fd store holds only during a live update (LiveUpdate, FDStoreRecovery).
+    static let storedUpdateNames = [storedStateName, storedCPRStateName, VcpuBridge.handoverName]
 
     /// The one line `systemctl status` shows.
     var serviceStatus: String {
@@ -53,7 +55,7 @@ extension Machine {
     func emptyServiceFDStore() {
         guard Worker.serviceManager != nil else { return }
         var names = memory.blocks.map { Machine.storedRAMName($0.name) }
-        names += [Machine.storedStateName, Machine.storedCPRStateName, Machine.storedConsoleName]
+        names += Machine.storedUpdateNames + [Machine.storedConsoleName]
         Worker.serviceManager?.notify(names.map { .removeStoredFD(name: $0) })
     }
 

@@ -38,4 +38,8 @@ extension Worker {
     static func notifyService(_ notifications: ServiceNotification...) {
         serviceManager?.notify(notifications)
     }
+
+    static func notifyService(_ notifications: [ServiceNotification]) {
+        serviceManager?.notify(notifications)
+    }
 }

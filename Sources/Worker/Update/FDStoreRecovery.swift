@@ -46,6 +46,7 @@ enum FDStoreRecovery {
         for entry in cpr.fds {
             let storedName = entry.name.hasPrefix("ram:") ? Machine.storedRAMName(String(entry.name.dropFirst(4))) : entry.name
             let stored = storedName.hasPrefix("ram-") || storedName == Machine.storedStateName || storedName == Machine.storedConsoleName
+                || storedName == VcpuBridge.handoverName
             guard stored, let fd = byName[storedName] else { continue }
             fds.append(CPRState.InheritedFD(name: entry.name, fd: fd))
             used.insert(fd)

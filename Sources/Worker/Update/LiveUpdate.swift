@@ -38,28 +38,41 @@ enum LiveUpdate {
         }
         let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
         if holder > 0 { machine.unreapedChildren.append(holder) }
-        let started = monotonicNanoseconds()
         let wasRunning = machine.runState == .running
+        // A running guest goes on running in vCPU bridges while this process execs and the
+        // new image builds its VM (VcpuBridge); without them it stays paused all along.
+        var bridge: VcpuBridge?
+        if wasRunning && machine.cprExecBridges {
+            do {
+                bridge = try VcpuBridge.prepare(machine: machine)
+            } catch {
+                Log.error("live update without vCPU bridges (the guest stays paused across the exec): \(error)")
+            }
+        }
+        let started = monotonicNanoseconds()
         if wasRunning { machine.pause() }
         let paused = monotonicNanoseconds()
         machine.runState = .finishMigrate
         var cprFD: Int32 = -1
         let reason: String
         do {
+            let throughBridge = bridge != nil
             if uri == .memfd {
                 let writer = try StateWriter(sink: FileDescriptorSink(fd: stateFD))
-                try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
+                try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning, vcpusThroughBridge: throughBridge)
             } else {
                 let channel = try OutgoingMigrationChannel(uri)
                 do {
                     let writer = try StateWriter(sink: channel)
-                    try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning)
+                    try machine.saveState(to: writer, copying: MigrationMode.cprExec.copies, wasRunning: wasRunning, vcpusThroughBridge: throughBridge)
                     try channel.finish()
                 } catch {
                     channel.cancel()
                     throw error
                 }
             }
+            // The device state is saved: the guest may run on, in the bridges, from here.
+            bridge?.run()
             var cpr = CPRState(
                 generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
                 startedMonotonicNanoseconds: started, pausedMonotonicNanoseconds: paused,
@@ -68,13 +81,17 @@ enum LiveUpdate {
             cpr.fds = machine.handoverFDs
             if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
             if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
-            cpr.teardownHolders = machine.unreapedChildren
+            if let bridge { cpr.fds.append(CPRState.InheritedFD(name: VcpuBridge.handoverName, fd: bridge.fd)) }
+            cpr.teardownHolders = machine.unreapedChildren + (bridge?.pids ?? [])
             cprFD = try cpr.writeToMemfd()
             if stateFD >= 0 {
                 // From here until the new image resumes the guest, a crash of the process
                 // leaves systemd holding all it takes to resume: RAM (stored at start), the
-                // VM state and the CPR state (FDStoreRecovery).
-                Worker.notifyService(.storeFD(name: Machine.storedStateName, fd: stateFD), .storeFD(name: Machine.storedCPRStateName, fd: cprFD))
+                // VM state, the CPR state and the bridge region, where orphaned bridges dump
+                // the vCPUs before they exit (FDStoreRecovery).
+                var stored: [ServiceNotification] = [.storeFD(name: Machine.storedStateName, fd: stateFD), .storeFD(name: Machine.storedCPRStateName, fd: cprFD)]
+                if let bridge { stored.append(.storeFD(name: VcpuBridge.handoverName, fd: bridge.fd)) }
+                Worker.notifyService(stored)
             }
             machine.releaseDeferredUpdateSignal()
             reason = Worker.execImage(ExecRequest(
@@ -89,13 +106,25 @@ enum LiveUpdate {
         // Still here: the update did not happen. The VM continues on this image, and the
         // saved state must never be resumed after the guest ran on.
         if stateFD >= 0 { retireSavedState(stateFD) }
+        var failure = reason
+        if let bridge {
+            // The vCPU threads take their vCPUs back; KVM holds their state, so the bridges
+            // only have to stop at an instruction boundary (exits served by this image).
+            do {
+                _ = try bridge.takeOver(machine: machine)
+            } catch {
+                failure += "; taking the vCPUs back from their bridges: \(error)"
+            }
+            machine.unreapedChildren += bridge.release()
+            close(bridge.fd)
+        }
         machine.runState = wasRunning ? .running : .paused
         if wasRunning { machine.resume() }
         if stateFD >= 0 {
-            Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+            Worker.notifyService(Machine.storedUpdateNames.map { .removeStoredFD(name: $0) })
             close(stateFD)
         }
-        return reason
+        return failure
     }
 
     /// Empties the VM state memfd before the guest runs again. The fd store may hold the same

@@ -38,6 +38,7 @@ enum LiveUpdateArrival {
             throw ConfigurationError("load failure injected by \(injectFailureVariable)")
         }
         let loadStarted = monotonicNanoseconds()
+        let loader = StateLoader(machine: machine)
         let description: MachineDescription
         if uri == .memfd {
             guard let fd = cpr.fd(named: LiveUpdate.stateFDName) else {
@@ -45,14 +46,32 @@ enum LiveUpdateArrival {
             }
             // Read from the start; the fd stays open for a rollback and is closed after resume.
             guard lseek(fd, 0, SEEK_SET) == 0 else { throw SystemError("lseek on the state memfd", errno: errno) }
-            description = try StateLoader(machine: machine).load(from: StateReader(source: FileDescriptorSource(fd: fd)))
+            description = try loader.load(from: StateReader(source: FileDescriptorSource(fd: fd)))
         } else {
             let channel = try IncomingMigrationChannel(uri)
             defer { channel.close() }
-            description = try StateLoader(machine: machine).load(from: StateReader(source: channel))
+            description = try loader.load(from: StateReader(source: channel))
         }
         let loaded = monotonicNanoseconds()
         StartupTrace.mark("load")
+        // With vCPU bridges the guest ran on until here; the pause starts now.
+        var bridge: VcpuBridge?
+        var fatalExits: [(vcpu: Int, exit: VcpuExit)] = []
+        if loader.vcpusThroughBridge {
+            guard let fd = cpr.fd(named: VcpuBridge.handoverName) else {
+                throw ConfigurationError("the state says the vCPUs run in vCPU bridges, but the previous image handed over no '\(VcpuBridge.handoverName)'")
+            }
+            let attached = try VcpuBridge.attach(fd: fd)
+            // After a crash the bridges are gone (they dumped and exited before systemd
+            // restarted the service): their pids may be anyone's now, so no kick.
+            let taken = try attached.takeOver(machine: machine, kick: !cpr.fromFDStore)
+            for (index, state) in taken.vcpus.enumerated() { try state.restore(to: machine.vcpus[index].vcpu) }
+            try taken.platform.restore(to: machine.vm)
+            fatalExits = taken.fatalExits
+            bridge = attached
+            StartupTrace.mark("bridge handover")
+        }
+        let handedOver = monotonicNanoseconds()
         if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
         if description.wasRunning && !machine.config.startPaused {
             machine.runState = .running
@@ -63,18 +82,36 @@ enum LiveUpdateArrival {
         let resumed = monotonicNanoseconds()
         StartupTrace.mark("resume")
         // Everything below happens after the guest runs again: it is outside the pause.
+        let bridgePids = bridge?.release() ?? []
+        for (index, exit) in fatalExits { _ = machine.handle(exit, on: machine.vcpus[index].vcpu) }
         machine.vmStarted = cpr.vmStarted
-        let pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000
+        let pause: UInt64
+        let marks: [(String, UInt64)]
+        if let bridge {
+            // Two short pauses: the old image handing the vCPUs to the bridges, and this
+            // handover; between them the guest ran while the process exec'd and built the VM.
+            // A vCPU that stopped at an exit only an image can serve waited from then on.
+            let guestResumed = max(bridge.guestResumedNanoseconds, cpr.pausedMonotonicNanoseconds)
+            let secondPause = min(loaded, max(bridge.firstStallNanoseconds ?? loaded, guestResumed))
+            pause = ((guestResumed - cpr.pausedMonotonicNanoseconds) + (resumed - min(resumed, secondPause))) / 1000
+            marks = [
+                ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save and hand to bridges", guestResumed),
+                ("guest runs: exec, start-up, vm creation, load", secondPause),
+                ("a vcpu waits for the handover", loaded), ("bridge handover", handedOver), ("resume", resumed),
+            ]
+        } else {
+            pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000
+            marks = [
+                ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save", cpr.execMonotonicNanoseconds),
+                ("exec and runtime start", ProcessClock.imageStartedMonotonic), ("vm creation", loadStarted),
+                ("load", loaded), ("resume", resumed),
+            ]
+        }
         let total = (resumed - min(resumed, cpr.startedMonotonicNanoseconds)) / 1000
         let result = cpr.rollbackReason.map { "rolled back: \($0)" } ?? "completed"
         var record = CPRState.Update(
             generation: cpr.generation, from: cpr.previous, to: Machine.currentImage,
             pauseMicroseconds: pause, totalMicroseconds: total, result: result, time: ProcessClock.now())
-        let marks: [(String, UInt64)] = [
-            ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save", cpr.execMonotonicNanoseconds),
-            ("exec and runtime start", ProcessClock.imageStartedMonotonic), ("vm creation", loadStarted),
-            ("load", loaded), ("resume", resumed),
-        ]
         var previous = cpr.startedMonotonicNanoseconds
         for (name, mark) in marks {
             record.phases.append((name, (max(mark, previous) - previous) / 1000))
@@ -95,11 +132,11 @@ enum LiveUpdateArrival {
         }
         closeUnused(cpr, machine: machine)
         machine.reportReadyToService()
-        Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+        Worker.notifyService(Machine.storedUpdateNames.map { .removeStoredFD(name: $0) })
         if cpr.fromFDStore { machine.storeFDsWithService() }
         machine.logMemorySummary()
         if let trace = StartupTrace.report() { Log.info(trace) }
-        machine.unreapedChildren = cpr.teardownHolders
+        machine.unreapedChildren = cpr.teardownHolders + bridgePids
     }
 
     /// The new image could not resume the guest: roll back to the previous image, or, for a
@@ -108,7 +145,7 @@ enum LiveUpdateArrival {
     static func failed(_ cpr: CPRState, reason: String, incoming: MigrationURI?) -> String {
         guard cpr.fromFDStore else { return rollBack(cpr, reason: reason, incoming: incoming) }
         if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
-        Worker.notifyService(.removeStoredFD(name: Machine.storedStateName), .removeStoredFD(name: Machine.storedCPRStateName))
+        Worker.notifyService(Machine.storedUpdateNames.map { .removeStoredFD(name: $0) })
         return "cannot resume the VM from systemd's fd store: \(reason); the saved state is dropped and the next start boots the VM fresh"
     }
 

@@ -1,0 +1,156 @@
+// vCPU bridges: tasks that keep the guest running across a live update's exec.
+//
+// execve() kills every thread of the process, and a KVM VM works only from the address space
+// (mm) that created it. A bridge is a task cloned with CLONE_VM but without CLONE_THREAD: it
+// shares the old image's address space and fd table, is not part of the thread group, and so
+// survives the exec. The old image pauses its vCPU threads, hands each vCPU to a bridge, which
+// goes on running it with KVM_RUN, and execs. The new image creates its VM, loads the device
+// state, and only then stops the bridges; each one finishes the exit it stopped at (served by
+// the new image's devices), writes its vCPU's KVM state into the shared region, and the new
+// image restores it. The guest pause is that handover, not the exec and the new VM's set-up.
+//
+// The region lives in a memfd both images map (the handover fd "vcpu-bridge"); its futex words
+// are shared futexes, so the two address spaces can wait on each other.
+#ifndef CKVM_BRIDGE_H
+#define CKVM_BRIDGE_H
+
+#include "ckvm.h"
+
+#define CKVM_BRIDGE_MAGIC 0x42525043u  // "CPRB"
+#define CKVM_BRIDGE_VERSION 1u
+#define CKVM_BRIDGE_MAX_MSRS 128
+#define CKVM_BRIDGE_EXIT_DATA 4096
+#define CKVM_BRIDGE_MAX_PORTS 16
+#define CKVM_BRIDGE_LOG_SIZE 65536
+
+// What a bridge may do at a port on its own, without the device: the old image promises that
+// the device's state cannot change until the handover (nothing else runs its devices), so a
+// read with no side effect returns a constant, and a write that leaves the state unchanged
+// (a UART's THR) only has to be performed later, in order: the bridge logs it.
+enum {
+    CKVM_BRIDGE_PORT_READ_CONSTANT = 1,
+    CKVM_BRIDGE_PORT_WRITE_LOGGED = 2,
+};
+
+struct ckvm_bridge_port {
+    uint16_t port;
+    uint8_t flags;
+    uint8_t read_value;
+};
+
+// One logged OUT in ckvm_bridge.log: this header, then size * count bytes, padded to 8.
+struct ckvm_bridge_log_entry {
+    uint16_t port;
+    uint8_t size;
+    uint8_t pad;
+    uint32_t count;
+};
+
+// ckvm_bridge.command: what every bridge is asked to do (a futex word).
+enum {
+    CKVM_BRIDGE_HOLD = 0,  // wait: the vCPU thread still owns the vCPU
+    CKVM_BRIDGE_RUN = 1,   // run the guest
+    CKVM_BRIDGE_STOP = 2,  // stop, finish the pending exit once served, dump the state
+    CKVM_BRIDGE_EXIT = 3,  // end the task
+};
+
+// ckvm_bridge_vcpu.state: where one bridge is (a futex word).
+enum {
+    CKVM_BRIDGE_STARTING = 0,
+    CKVM_BRIDGE_RUNNING = 1,
+    CKVM_BRIDGE_STOPPED = 2,  // out of KVM_RUN; has_exit says whether an exit waits to be served
+    CKVM_BRIDGE_DUMPED = 3,   // the vCPU's state is in the region
+    CKVM_BRIDGE_FAILED = 4,   // an ioctl failed: error and error_step say which
+};
+
+struct ckvm_bridge_msrs {
+    uint32_t nmsrs;
+    uint32_t pad;
+    struct kvm_msr_entry entries[CKVM_BRIDGE_MAX_MSRS];
+};
+
+struct ckvm_bridge_vcpu {
+    int32_t vcpu_fd;
+    int32_t pid;
+    uint64_t run_page;  // the kvm_run mapping, an address in the old image's mm
+    uint32_t state;
+    uint32_t served;    // set by the image that served the pending exit (a futex word)
+    uint32_t has_exit;
+    uint32_t exit_reason;
+    uint8_t io_direction;
+    uint8_t io_size;
+    uint16_t io_port;
+    uint32_t io_count;
+    uint64_t mmio_address;
+    uint32_t mmio_length;
+    uint32_t mmio_is_write;
+    uint8_t data[CKVM_BRIDGE_EXIT_DATA];  // the exit's data; IN and MMIO-read results go here
+    int32_t error;       // -errno
+    uint32_t error_step; // which call failed (see ckvm_bridge.c)
+    uint64_t guest_exits;  // exits served in the bridge
+    uint64_t stall_ns;     // CLOCK_MONOTONIC when it stopped at an exit it could not serve
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct ckvm_xsave xsave;
+    struct kvm_xcrs xcrs;
+    struct ckvm_bridge_msrs msrs;
+    struct kvm_lapic_state lapic;
+    struct kvm_vcpu_events events;
+    struct kvm_debugregs debugregs;
+    struct kvm_mp_state mp_state;
+};
+
+struct ckvm_bridge {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t size;
+    uint32_t vcpu_count;
+    int32_t vm_fd;
+    int32_t parent_pid;
+    uint32_t msr_count;
+    uint32_t msr_indices[CKVM_BRIDGE_MAX_MSRS];
+    uint32_t command;
+    uint32_t dumped;          // vCPUs dumped; the one that completes the count dumps the platform
+    uint32_t platform_state;  // 0 not yet, CKVM_BRIDGE_DUMPED or CKVM_BRIDGE_FAILED (a futex word)
+    int32_t platform_error;
+    uint64_t guest_resumed_ns;  // CLOCK_MONOTONIC when the bridges were told to run
+    uint32_t port_count;
+    struct ckvm_bridge_port ports[CKVM_BRIDGE_MAX_PORTS];
+    uint32_t log_lock;
+    uint32_t log_used;
+    uint32_t log_replayed;  // bytes of the log an image already performed
+    uint8_t log[CKVM_BRIDGE_LOG_SIZE];
+    struct kvm_irqchip irqchips[3];
+    struct kvm_pit_state2 pit;
+    struct kvm_clock_data clock;
+    struct ckvm_bridge_vcpu vcpus[];
+};
+
+static inline size_t ckvm_bridge_size(uint32_t vcpu_count) {
+    return sizeof(struct ckvm_bridge) + (size_t)vcpu_count * sizeof(struct ckvm_bridge_vcpu);
+}
+
+static inline struct ckvm_bridge_vcpu *ckvm_bridge_vcpu_at(struct ckvm_bridge *bridge, uint32_t index) {
+    return &bridge->vcpus[index];
+}
+
+// Swift does not import arrays this large as struct members.
+static inline uint8_t *ckvm_bridge_log(struct ckvm_bridge *bridge) { return bridge->log; }
+
+/// Starts the bridge for vCPU `index` (its fields vcpu_fd and run_page set), holding until the
+/// command is RUN. Returns its pid or -errno.
+int ckvm_bridge_spawn(struct ckvm_bridge *bridge, uint32_t index);
+
+/// Sets the command and wakes every bridge waiting for one.
+void ckvm_bridge_command(struct ckvm_bridge *bridge, uint32_t command);
+
+/// Waits until `*word` (a futex word in the region) is not `value`, at most `timeout_ns`.
+/// Returns the word's value then.
+uint32_t ckvm_bridge_wait_change(uint32_t *word, uint32_t value, uint64_t timeout_ns);
+
+/// Stores `value` in a futex word of the region and wakes its waiters.
+void ckvm_bridge_store_wake(uint32_t *word, uint32_t value);
+
+uint32_t ckvm_bridge_load(uint32_t *word);
+
+#endif

@@ -1,0 +1,292 @@
+import CKVM
+import CLinux
+import Glibc
+import Shared
+
+/// The guest keeps running while a live update execs and the new image builds its VM
+/// (ckvm_bridge.h has the mechanism). The old image hands each paused vCPU to a bridge task,
+/// which runs it on; the new image, once its VM is ready and the device state loaded, stops
+/// the bridges, serves the exit each one stopped at, and restores the state they dump. The
+/// guest pause is that handover, whatever the exec and the VM creation cost.
+///
+/// A bridge stops at the guest's first exit to user space (port I/O, MMIO): devices live in
+/// the images, so such a vCPU waits there for the new image, which then serves the exit as
+/// its own vCPU thread would.
+final class VcpuBridge {
+    /// The handover name of the memfd holding the shared region.
+    static let handoverName = "vcpu-bridge"
+    /// A state-stream section saying that vCPU and platform state come through the bridge.
+    /// An image that predates bridges rejects the stream ("unknown section") and rolls back,
+    /// instead of resuming a stale vCPU state while the guest runs on elsewhere.
+    static let sectionName = "vcpu-bridge"
+    static let sectionVersion: UInt32 = 1
+    /// How long a bridge may take to stop, serve-complete and dump before the update fails.
+    static let handoverTimeoutNanoseconds: UInt64 = 2_000_000_000
+
+    let fd: Int32
+    private let region: UnsafeMutablePointer<ckvm_bridge>
+    private let size: Int
+    /// Bridge tasks not yet told to end (old image only: the new image has nothing to reap
+    /// until it took over, and then the pids come from the region).
+    private(set) var pids: [Int32] = []
+
+    private init(fd: Int32, region: UnsafeMutablePointer<ckvm_bridge>, size: Int) {
+        self.fd = fd
+        self.region = region
+        self.size = size
+    }
+
+    deinit { munmap(region, size) }
+
+    var vcpuCount: Int { Int(region.pointee.vcpu_count) }
+
+    /// When the bridges were told to run the guest (the end of the old image's short pause).
+    var guestResumedNanoseconds: UInt64 { region.pointee.guest_resumed_ns }
+
+    /// When the first vCPU stopped at an exit only an image could serve (the guest, or part of
+    /// it, waited from then on), if one did.
+    var firstStallNanoseconds: UInt64? {
+        (0..<vcpuCount).compactMap { index -> UInt64? in
+            let stall = vcpu(index).pointee.stall_ns
+            return stall > 0 ? stall : nil
+        }.min()
+    }
+
+    /// Exits the bridges served on their own (constant reads, logged writes).
+    var servedExits: UInt64 { (0..<vcpuCount).reduce(0) { $0 + vcpu($1).pointee.guest_exits } }
+
+    private func vcpu(_ index: Int) -> UnsafeMutablePointer<ckvm_bridge_vcpu> {
+        ckvm_bridge_vcpu_at(region, UInt32(index))
+    }
+
+    // MARK: Old image
+
+    /// Sets up the region and one bridge per vCPU, holding: nothing changes for the guest
+    /// yet. Runs before the pause (spawning a task costs 50-100 µs).
+    static func prepare(machine: Machine) throws -> VcpuBridge {
+        try machine.cacheMSRIndexList()
+        let msrs = machine.msrIndexList ?? []
+        guard msrs.count <= Int(CKVM_BRIDGE_MAX_MSRS) else {
+            throw ConfigurationError("KVM lists \(msrs.count) MSRs; a vCPU bridge carries at most \(CKVM_BRIDGE_MAX_MSRS)")
+        }
+        let count = machine.vcpus.count
+        let size = ckvm_bridge_size(UInt32(count))
+        let fd = clinux_memfd_create("cprvmm-vcpu-bridge", CLINUX_MFD_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("memfd_create for the vCPU bridge", errno: -fd) }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let code = errno
+            close(fd)
+            throw SystemError("ftruncate of the vCPU bridge memfd", errno: code)
+        }
+        let bridge = try map(fd: fd, size: size)
+        let header = bridge.region
+        header.pointee.magic = CKVM_BRIDGE_MAGIC
+        header.pointee.version = CKVM_BRIDGE_VERSION
+        header.pointee.size = UInt32(size)
+        header.pointee.vcpu_count = UInt32(count)
+        header.pointee.vm_fd = machine.vm.fd
+        header.pointee.parent_pid = getpid()
+        header.pointee.msr_count = UInt32(msrs.count)
+        let indices = (UnsafeMutableRawPointer(header) + MemoryLayout<ckvm_bridge>.offset(of: \ckvm_bridge.msr_indices)!)
+            .assumingMemoryBound(to: UInt32.self)
+        for (i, index) in msrs.enumerated() { indices[i] = index }
+        let ports = machine.bus.bridgePorts().prefix(Int(CKVM_BRIDGE_MAX_PORTS))
+        let table = (UnsafeMutableRawPointer(header) + MemoryLayout<ckvm_bridge>.offset(of: \ckvm_bridge.ports)!)
+            .assumingMemoryBound(to: ckvm_bridge_port.self)
+        for (i, entry) in ports.enumerated() {
+            var flags: UInt8 = entry.access.writeLogged ? UInt8(CKVM_BRIDGE_PORT_WRITE_LOGGED) : 0
+            if entry.access.constantRead != nil { flags |= UInt8(CKVM_BRIDGE_PORT_READ_CONSTANT) }
+            table[i] = ckvm_bridge_port(port: entry.port, flags: flags, read_value: entry.access.constantRead ?? 0)
+        }
+        header.pointee.port_count = UInt32(ports.count)
+        for (index, thread) in machine.vcpus.enumerated() {
+            let slot = bridge.vcpu(index)
+            slot.pointee.vcpu_fd = thread.vcpu.fd
+            slot.pointee.run_page = UInt64(UInt(bitPattern: thread.vcpu.runPage))
+            let pid = ckvm_bridge_spawn(header, UInt32(index))
+            guard pid > 0 else {
+                machine.unreapedChildren += bridge.release()
+                close(fd)
+                throw SystemError("clone of the vCPU bridge task", errno: -pid)
+            }
+            slot.pointee.pid = pid
+            bridge.pids.append(pid)
+        }
+        return bridge
+    }
+
+    /// The vCPU threads are paused: the bridges take the vCPUs over and run the guest.
+    func run() {
+        region.pointee.guest_resumed_ns = monotonicNanoseconds()
+        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_RUN))
+    }
+
+    /// Ends the bridges (they exit once they see it) and returns their pids, for reaping.
+    @discardableResult
+    func release() -> [Int32] {
+        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_EXIT))
+        return (0..<vcpuCount).map { vcpu($0).pointee.pid }.filter { $0 > 0 }
+    }
+
+    // MARK: New image (or the old one, after a failed exec)
+
+    /// The region a previous image handed over.
+    static func attach(fd: Int32) throws -> VcpuBridge {
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw SystemError("fstat of the vCPU bridge memfd", errno: errno) }
+        guard status.st_size >= MemoryLayout<ckvm_bridge>.size else {
+            throw StateFormatError.malformed("the vCPU bridge region is \(status.st_size) bytes, too short")
+        }
+        let bridge = try map(fd: fd, size: Int(status.st_size))
+        let header = bridge.region.pointee
+        guard header.magic == CKVM_BRIDGE_MAGIC, header.version == CKVM_BRIDGE_VERSION else {
+            throw StateFormatError.malformed("the vCPU bridge region has version \(header.version) (magic 0x\(String(header.magic, radix: 16))); this cprvmm reads version \(CKVM_BRIDGE_VERSION)")
+        }
+        guard Int(header.size) == Int(status.st_size), Int(header.size) == ckvm_bridge_size(header.vcpu_count),
+              header.msr_count <= UInt32(CKVM_BRIDGE_MAX_MSRS) else {
+            throw StateFormatError.malformed("the vCPU bridge region's layout does not match this cprvmm's (\(header.size) bytes for \(header.vcpu_count) vCPUs)")
+        }
+        return bridge
+    }
+
+    struct TakenOver {
+        var vcpus: [VcpuState]
+        var platform: PlatformState
+        /// Exits that end the guest (triple fault, emulation failure): for the new vCPU thread's
+        /// handler once the state is restored, so that its diagnosis shows the right registers.
+        var fatalExits: [(vcpu: Int, exit: VcpuExit)]
+    }
+
+    /// Stops every bridge, serves the exit each stopped at with `machine`'s devices, and
+    /// returns the vCPU and platform state they dump. The guest is paused from here on.
+    func takeOver(machine: Machine, kick: Bool = true) throws -> TakenOver {
+        guard vcpuCount == machine.vcpus.count else {
+            throw ConfigurationError("the vCPU bridge holds \(vcpuCount) vCPUs, this VM has \(machine.vcpus.count)")
+        }
+        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_STOP))
+        if kick {
+            for index in 0..<vcpuCount where vcpu(index).pointee.pid > 0 { kill(vcpu(index).pointee.pid, VcpuThread.kickSignal) }
+        }
+        var fatalExits: [(vcpu: Int, exit: VcpuExit)] = []
+        for index in 0..<vcpuCount {
+            let slot = vcpu(index)
+            var state = ckvm_bridge_load(&slot.pointee.state)
+            while state == CKVM_BRIDGE_STARTING || state == CKVM_BRIDGE_RUNNING {
+                let before = state
+                state = ckvm_bridge_wait_change(&slot.pointee.state, before, VcpuBridge.handoverTimeoutNanoseconds)
+                if state == before { throw ConfigurationError("the bridge running vCPU \(index) did not stop within 2 s (pid \(slot.pointee.pid))") }
+            }
+        }
+        // Every bridge is out of KVM_RUN: the writes they logged happened before the exits
+        // they stopped at, so they go to the devices first.
+        replayLog(machine: machine)
+        for index in 0..<vcpuCount {
+            let slot = vcpu(index)
+            guard slot.pointee.has_exit != 0, let exit = pendingExit(slot) else { continue }
+            switch exit {
+            case .ioIn, .ioOut, .mmioRead, .mmioWrite:
+                // Served once: a rollback image that takes over again finds it done.
+                if ckvm_bridge_load(&slot.pointee.served) == 0 {
+                    _ = machine.handle(exit, on: machine.vcpus[index].vcpu)
+                    ckvm_bridge_store_wake(&slot.pointee.served, 1)
+                }
+            default:
+                fatalExits.append((index, exit))
+            }
+        }
+        var vcpus: [VcpuState] = []
+        for index in 0..<vcpuCount {
+            let slot = vcpu(index)
+            var state = ckvm_bridge_load(&slot.pointee.state)
+            if state == CKVM_BRIDGE_STOPPED {
+                state = ckvm_bridge_wait_change(&slot.pointee.state, state, VcpuBridge.handoverTimeoutNanoseconds)
+            }
+            guard state == CKVM_BRIDGE_DUMPED else {
+                if state == CKVM_BRIDGE_FAILED { throw failure(slot, index: index) }
+                throw ConfigurationError("the bridge running vCPU \(index) did not hand over its state within 2 s")
+            }
+            vcpus.append(dumpedState(slot))
+        }
+        var platformState = ckvm_bridge_load(&region.pointee.platform_state)
+        if platformState == 0 {
+            platformState = ckvm_bridge_wait_change(&region.pointee.platform_state, 0, VcpuBridge.handoverTimeoutNanoseconds)
+        }
+        guard platformState == CKVM_BRIDGE_DUMPED else {
+            throw SystemError("the vCPU bridge reading the interrupt controllers, PIT and clock", errno: -region.pointee.platform_error)
+        }
+        let header = region.pointee
+        let platform = PlatformState(
+            irqchips: [header.irqchips.0, header.irqchips.1, header.irqchips.2], pit: header.pit,
+            clockNanoseconds: header.clock.clock)
+        return TakenOver(vcpus: vcpus, platform: platform, fatalExits: fatalExits)
+    }
+
+    /// Performs the port writes the bridges logged, once (a rollback image finds them done).
+    private func replayLog(machine: Machine) {
+        let log = UnsafeRawPointer(ckvm_bridge_log(region)!)
+        let used = Int(min(ckvm_bridge_load(&region.pointee.log_used), UInt32(CKVM_BRIDGE_LOG_SIZE)))
+        var offset = Int(region.pointee.log_replayed)
+        let headerSize = MemoryLayout<ckvm_bridge_log_entry>.size
+        while offset + headerSize <= used {
+            let entry = log.loadUnaligned(fromByteOffset: offset, as: ckvm_bridge_log_entry.self)
+            let length = Int(entry.size) * Int(entry.count)
+            guard entry.size > 0, offset + headerSize + length <= used else { break }
+            let data = UnsafeRawBufferPointer(start: log + offset + headerSize, count: length)
+            _ = machine.handle(.ioOut(port: entry.port, size: Int(entry.size), count: Int(entry.count), data: data), on: machine.vcpus[0].vcpu)
+            offset += headerSize + ((length + 7) & ~7)
+        }
+        region.pointee.log_replayed = UInt32(used)
+    }
+
+    /// The exit the bridge stopped at, its data buffers pointing into the region.
+    private func pendingExit(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuExit? {
+        let data = UnsafeMutableRawPointer(slot) + MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.data)!
+        let exit = slot.pointee
+        switch exit.exit_reason {
+        case CKVM_EXIT_IO:
+            let length = min(Int(exit.io_size) * Int(exit.io_count), Int(CKVM_BRIDGE_EXIT_DATA))
+            let buffer = UnsafeMutableRawBufferPointer(start: data, count: length)
+            let count = length / max(1, Int(exit.io_size))
+            if exit.io_direction == CKVM_EXIT_IO_OUT {
+                return .ioOut(port: exit.io_port, size: Int(exit.io_size), count: count, data: UnsafeRawBufferPointer(buffer))
+            }
+            return .ioIn(port: exit.io_port, size: Int(exit.io_size), count: count, data: buffer)
+        case CKVM_EXIT_MMIO:
+            let buffer = UnsafeMutableRawBufferPointer(start: data, count: min(Int(exit.mmio_length), 8))
+            return exit.mmio_is_write != 0
+                ? .mmioWrite(address: exit.mmio_address, data: UnsafeRawBufferPointer(buffer))
+                : .mmioRead(address: exit.mmio_address, data: buffer)
+        case CKVM_EXIT_HLT: return .hlt
+        case CKVM_EXIT_SHUTDOWN: return .shutdown
+        case CKVM_EXIT_INTERNAL_ERROR: return .internalError(suberror: 0)
+        case CKVM_EXIT_FAIL_ENTRY: return .failEntry(hardwareReason: 0)
+        case let reason: return .unknown(reason: reason)
+        }
+    }
+
+    private func dumpedState(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuState {
+        let dump = slot.pointee
+        let offset = MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.msrs)! + MemoryLayout<ckvm_bridge_msrs>.offset(of: \ckvm_bridge_msrs.entries)!
+        let entries = (UnsafeRawPointer(slot) + offset).assumingMemoryBound(to: kvm_msr_entry.self)
+        var msrs: [(index: UInt32, value: UInt64)] = []
+        for i in 0..<Int(min(dump.msrs.nmsrs, UInt32(CKVM_BRIDGE_MAX_MSRS))) { msrs.append((entries[i].index, entries[i].data)) }
+        return VcpuState(
+            regs: dump.regs, sregs: dump.sregs, xsave: dump.xsave, xcrs: dump.xcrs, msrs: msrs, lapic: dump.lapic,
+            events: dump.events, debugRegisters: dump.debugregs, mpState: dump.mp_state.mp_state)
+    }
+
+    private func failure(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>, index: Int) -> SystemError {
+        let steps = [1: "KVM_SET_SIGNAL_MASK", 2: "KVM_RUN", 3: "KVM_RUN (completing an exit)", 4: "KVM_GET_REGS",
+                     5: "KVM_GET_SREGS", 6: "KVM_GET_XSAVE", 7: "KVM_GET_XCRS", 8: "KVM_GET_MSRS", 9: "KVM_GET_LAPIC",
+                     10: "KVM_GET_VCPU_EVENTS", 11: "KVM_GET_DEBUGREGS", 12: "KVM_GET_MP_STATE",
+                     13: "the process died while the vCPU waited at an exit only an image can serve"]
+        let step = steps[Int(slot.pointee.error_step)] ?? "step \(slot.pointee.error_step)"
+        return SystemError("the bridge running vCPU \(index): \(step)", errno: -slot.pointee.error)
+    }
+
+    private static func map(fd: Int32, size: Int) throws -> VcpuBridge {
+        let mapping = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let mapping, mapping != MAP_FAILED else { throw SystemError("mmap of the vCPU bridge memfd", errno: errno) }
+        return VcpuBridge(fd: fd, region: mapping.bindMemory(to: ckvm_bridge.self, capacity: 1), size: size)
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+
+extension VirtualMachines {
+    /// vCPU bridges: the guest runs on while the process execs and the new image builds its
+    /// VM. A prefix command that sleeps 0.3 s before exec'ing the new image stretches that
+    /// window far beyond any pause, so whether the guest waited through it is unmistakable.
+    @Suite(.enabled(if: Host.kvmAvailable, Host.noKVMReason))
+    struct VcpuBridgeTests {
+        /// A prefix command: sleeps, then execs the rest of its command line (the new image).
+        static func slowStart() throws -> [String] {
+            let path = try GuestBuilder.temporaryDirectory().appendingPathComponent("slow-start").path
+            try "#!/bin/sh\nsleep 0.3\nexec \"$@\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o755)
+            return [path]
+        }
+
+        static func lastUpdate(_ vm: LiveUpdateTests.VM) throws -> [String: Any] {
+            let updates = try LiveUpdateTests.query(vm)["updates"] as? [[String: Any]] ?? []
+            return updates.last ?? [:]
+        }
+
+        static func microseconds(_ record: [String: Any], _ key: String) -> Int {
+            (record[key] as? NSNumber)?.intValue ?? -1
+        }
+
+        @Test("the guest keeps running while the new image starts; with x-cpr-exec-bridges off it waits")
+        func guestRunsAcrossTheExec() throws {
+            let vm = try LiveUpdateTests.start()
+            let pid = vm.process.pid
+            let slowStart = try Self.slowStart()
+
+            let ticksBefore = vm.process.lastTick
+            try LiveUpdateTests.update(vm, to: Binaries.cprvmm, prefix: slowStart, uri: "memfd:")
+            var record = try Self.lastUpdate(vm)
+            #expect(Self.microseconds(record, "total-us") >= 300_000, "\(record)")
+            // The pause is two short stops; 150 ms is far above them and far below the sleep.
+            #expect(Self.microseconds(record, "pause-us") < 150_000, "the guest waited for the new image: \(record)")
+            let phases = record["phases-us"] as? [String: Any] ?? [:]
+            #expect(Self.microseconds(phases, "guest runs: exec, start-up, vm creation, load") >= 250_000, "\(phases)")
+            // The ticks the guest printed meanwhile went through the bridges' log to the console.
+            vm.process.waitForOutput("tick \(ticksBefore + 400)") { VMProcess.ticks(in: $0).last ?? 0 >= ticksBefore + 400 }
+            #expect(vm.process.pid == pid)
+
+            let client = try connectWhenListening(vm.qmp)
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"x-cpr-exec-bridges": false}}"#) == #"{"return": {}}"#)
+            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#)?.contains(#""x-cpr-exec-bridges": false"#) == true)
+            try LiveUpdateTests.update(vm, to: Binaries.cprvmm, prefix: slowStart, uri: "memfd:")
+            record = try Self.lastUpdate(vm)
+            #expect(Self.microseconds(record, "pause-us") >= 300_000, "without bridges the guest must wait out the sleep: \(record)")
+
+            LiveUpdateTests.expectGuestIntact(vm)
+            // The bridge tasks ended with their update and were reaped.
+            usleep(1_500_000)
+            #expect(LiveUpdateTests.zombieChildren(of: pid).isEmpty, "zombies: \(LiveUpdateTests.zombieChildren(of: pid))")
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            let children = tasks.compactMap(Int32.init).filter { child in
+                guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 2 && Int32(fields[1]) == pid
+            }
+            #expect(children.isEmpty, "tasks left behind: \(children)")
+            _ = vm.process.terminate()
+        }
+    }
+}
