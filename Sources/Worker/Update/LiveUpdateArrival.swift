@@ -82,7 +82,8 @@ enum LiveUpdateArrival {
         let resumed = monotonicNanoseconds()
         StartupTrace.mark("resume")
         // Everything below happens after the guest runs again: it is outside the pause.
-        let bridgePids = bridge?.release() ?? []
+        // The bridges exit; the CPR state lists them with the teardown holders, for reaping.
+        bridge?.release()
         for (index, exit) in fatalExits { _ = machine.handle(exit, on: machine.vcpus[index].vcpu) }
         machine.vmStarted = cpr.vmStarted
         let pause: UInt64
@@ -96,7 +97,7 @@ enum LiveUpdateArrival {
             pause = ((guestResumed - cpr.pausedMonotonicNanoseconds) + (resumed - min(resumed, secondPause))) / 1000
             marks = [
                 ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save and hand to bridges", guestResumed),
-                ("guest runs: exec, start-up, vm creation, load", secondPause),
+                ("guest runs during exec and vm creation", secondPause),
                 ("a vcpu waits for the handover", loaded), ("bridge handover", handedOver), ("resume", resumed),
             ]
         } else {
@@ -136,7 +137,7 @@ enum LiveUpdateArrival {
         if cpr.fromFDStore { machine.storeFDsWithService() }
         machine.logMemorySummary()
         if let trace = StartupTrace.report() { Log.info(trace) }
-        machine.unreapedChildren = cpr.teardownHolders + bridgePids
+        machine.unreapedChildren = cpr.teardownHolders
     }
 
     /// The new image could not resume the guest: roll back to the previous image, or, for a
