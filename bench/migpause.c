@@ -87,7 +87,10 @@
 //                from the VMM's own CLOCK_MONOTONIC marks) and total-us (migrate -> resumed)
 //   ph_NAME      the record's phases-us (NAME with '_' for ' '): pause_vcpus (migrate ->
 //                vCPUs paused, before the pause), save, exec_and_runtime_start, vm_creation,
-//                load, resume; all but pause_vcpus add up to inside_pause_us
+//                load, resume; all but pause_vcpus add up to inside_pause_us. With vCPU
+//                bridges (the default): save_and_hand_to_bridges,
+//                guest_runs_during_exec_and_vm_creation (not pause: the guest runs),
+//                a_vcpu_waits_for_the_handover, bridge_handover, resume
 //   state_bytes  size of the state file (0 for memfd:);  samples: samples taken
 //   last_tick    the guest's last tick when the console was checked
 //   ram_fd       the fd number under which the VMM now holds the memfd mapped before the first
@@ -368,6 +371,8 @@ struct sampler {
     // stops the guest: its own resolution plus any moment it or the vCPU was off the CPU)
     uint64_t gap_start_ns, gap_start_prev_ns, gap_end_ns, gap_end_prev_ns, second_gap_ns;
     uint64_t max_step_ns;  // the longest time between two successive samples
+    atomic_ullong window_ns;  // gap mode: only a gap that ends after this can be the longest
+                              // (the update's); earlier ones count toward second_gap_ns
 };
 
 static void *sampler_main(void *arg) {
@@ -408,7 +413,8 @@ static void *sampler_main(void *arg) {
         if (s->wait_for_increase == 2) {
             if (v != last) {
                 uint64_t gap = t - s->change_ns;
-                if (gap > s->gap_end_ns - s->gap_start_ns) {
+                uint64_t window = atomic_load_explicit(&s->window_ns, memory_order_relaxed);
+                if (window && t >= window && gap > s->gap_end_ns - s->gap_start_ns) {
                     if (s->gap_end_ns) s->second_gap_ns = s->gap_end_ns - s->gap_start_ns;
                     s->gap_start_ns = s->change_ns;
                     s->gap_start_prev_ns = s->change_prev_ns;
@@ -448,6 +454,7 @@ static void start_sampler(struct sampler *s, const volatile uint64_t *heartbeat,
     s->baseline = baseline;
     atomic_init(&s->stop, 0);
     atomic_init(&s->progress, 0);
+    atomic_init(&s->window_ns, 0);
     pthread_create(&s->thread, NULL, sampler_main, s);
 }
 
@@ -725,6 +732,9 @@ static int live_update_main(char **vmm_argv, int nargs, const char *logfile, con
         char migrate[1024];
         snprintf(migrate, sizeof(migrate), "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"%s\"}}", uri);
         uint64_t migrate_ns = now_ns();
+        // With vCPU bridges the update's gaps are short: a sampler hiccup before the migrate
+        // could be longer, and is not the update's.
+        atomic_store(&s.window_ns, migrate_ns);
         qmp_execute(migrate, reply, sizeof(reply));
         // The exec closes this connection (the listening socket survives): wait for end of file.
         char line[8192];

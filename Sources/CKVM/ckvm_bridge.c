@@ -232,9 +232,18 @@ static int bridge_main(void *argument) {
             fail(vcpu, STEP_SIGNAL_MASK, r);
         } else {
             ckvm_bridge_store_wake(&vcpu->state, CKVM_BRIDGE_RUNNING);
-            while (ckvm_bridge_load(&bridge->command) == CKVM_BRIDGE_RUN && !orphaned(bridge)) {
-                run->immediate_exit = 0;
+            // An exit served here is complete only after the next KVM_RUN (the KVM API's rule:
+            // until then RIP still points at the instruction, and a restored state would run
+            // it again, a logged OUT twice). So a stop request still enters once more, with
+            // immediate_exit: KVM completes the exit and returns before the next instruction.
+            int completion_pending = 0;
+            for (;;) {
+                int stop = ckvm_bridge_load(&bridge->command) != CKVM_BRIDGE_RUN || orphaned(bridge);
+                if (stop && !completion_pending) break;
+                run->immediate_exit = stop ? 1 : 0;
                 r = bridge_ioctl(vcpu->vcpu_fd, KVM_RUN, 0);
+                run->immediate_exit = 0;
+                completion_pending = 0;
                 if (r == -EINTR || r == -EAGAIN || (r == 0 && run->exit_reason == KVM_EXIT_INTR)) {
                     consume_kick();
                     continue;
@@ -246,6 +255,7 @@ static int bridge_main(void *argument) {
                 }
                 if (serve_inline(bridge, run)) {
                     vcpu->guest_exits++;
+                    completion_pending = 1;
                     continue;
                 }
                 // This exit needs a device, and the devices belong to the images: stop here

@@ -63,5 +63,28 @@ extension VirtualMachines {
             #expect(children.isEmpty, "tasks left behind: \(children)")
             _ = vm.process.terminate()
         }
+
+        @Test("a port only an image can serve stops the bridge; the new image serves it and the guest goes on")
+        func exitServedByTheNewImage() throws {
+            let kernel = try GuestBuilder.kernel("port-reader-kernel")
+            let qmp = temporarySocketPath("br")
+            let arguments = ["-m", "64", "-machine", "memfd-alloc=on", "-kernel", kernel, "-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try VMProcess(arguments)
+            _ = try connectWhenListening(qmp)
+            let dots = { (text: String) in text.filter { $0 == "." }.count }
+            process.waitForOutput("100 dots") { dots($0) >= 100 }
+            let vm = LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+            try LiveUpdateTests.update(vm, to: Binaries.cprvmm, prefix: try Self.slowStart(), uri: "memfd:")
+            let record = try Self.lastUpdate(vm)
+            let phases = record["phases-us"] as? [String: Any] ?? [:]
+            // The vCPU reads port 0x71 every millisecond or so: it stopped there within a few ms
+            // of the exec and waited out the slow start, and the pause says so.
+            #expect(Self.microseconds(phases, "a vcpu waits for the handover") >= 200_000, "\(phases)")
+            #expect(Self.microseconds(record, "pause-us") >= 200_000, "\(record)")
+            let before = dots(process.stdout)
+            process.waitForOutput("100 more dots") { dots($0) >= before + 100 }
+            #expect(!process.stdout.contains("X"), "the guest read something else than 0xff from port 0x71")
+            _ = process.terminate()
+        }
     }
 }
