@@ -77,6 +77,8 @@
 // update (warm-ups included, warmup=1):
 //   via          memfd or file;  generation: the update generation reached
 //   pause_us     the longest heartbeat gap: last change before -> first change after the update
+//   pause_min_us the gap's lower bound: minus the sampler's step that first saw the change (a
+//                sampler off the CPU, even at SCHED_FIFO, stretches a gap it could not watch)
 //   pause_err_us, err_old_us, err_new_us: its sampling uncertainty, as above
 //   second_gap_us the next longest gap in the same window (the sampler's noise floor)
 //   max_step_us  the longest time between two successive samples (sampler off the CPU)
@@ -810,10 +812,11 @@ static int live_update_main(char **vmm_argv, int nargs, const char *logfile, con
 
         uint64_t pause = s.gap_end_ns - s.gap_start_ns;
         uint64_t err_old = s.gap_start_ns - s.gap_start_prev_ns, err_new = s.gap_end_ns - s.gap_end_prev_ns;
-        printf("via=%s warmup=%d generation=%lld pause_us=%.3f pause_err_us=%.3f err_old_us=%.3f err_new_us=%.3f "
+        uint64_t pause_min = pause > err_new ? pause - err_new : 0;
+        printf("via=%s warmup=%d generation=%lld pause_us=%.3f pause_min_us=%.3f pause_err_us=%.3f err_old_us=%.3f err_new_us=%.3f "
                "second_gap_us=%.3f max_step_us=%.3f stop_us=%.3f seen_resumed_us=%.3f eof_us=%.3f confirmed_us=%.3f "
                "inside_pause_us=%lld inside_total_us=%lld",
-               file ? "file" : "memfd", warmup, generation, us(pause), us(err_old + err_new), us(err_old), us(err_new),
+               file ? "file" : "memfd", warmup, generation, us(pause), us(pause_min), us(err_old + err_new), us(err_old), us(err_new),
                us(s.second_gap_ns), us(s.max_step_ns), (double)(int64_t)(s.gap_start_ns - migrate_ns) / 1000.0,
                us(s.gap_end_ns - migrate_ns), us(eof_ns - migrate_ns), us(confirmed_ns - migrate_ns),
                json_int(update, "pause-us"), json_int(update, "total-us"));

@@ -61,12 +61,6 @@ uint32_t ckvm_bridge_wait_change(uint32_t *word, uint32_t value, uint64_t timeou
     }
 }
 
-// Which call failed, for the error message the new image prints.
-enum {
-    STEP_SIGNAL_MASK = 1, STEP_RUN, STEP_COMPLETE, STEP_REGS, STEP_SREGS, STEP_XSAVE, STEP_XCRS,
-    STEP_MSRS, STEP_LAPIC, STEP_EVENTS, STEP_DEBUGREGS, STEP_MP_STATE, STEP_ORPHANED,
-};
-
 // The kick (SIGUSR1) stays blocked outside KVM_RUN; KVM_RUN unblocks it, so a kick sent at any
 // moment ends the run, and is then taken off the pending set here.
 static void consume_kick(void) {
@@ -84,17 +78,17 @@ static int fail(struct ckvm_bridge_vcpu *vcpu, uint32_t step, long result) {
 static int dump_vcpu(struct ckvm_bridge *bridge, struct ckvm_bridge_vcpu *vcpu) {
     int fd = vcpu->vcpu_fd;
     long r;
-    if ((r = bridge_ioctl(fd, KVM_GET_REGS, &vcpu->regs)) < 0) return fail(vcpu, STEP_REGS, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_SREGS, &vcpu->sregs)) < 0) return fail(vcpu, STEP_SREGS, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_XSAVE, &vcpu->xsave)) < 0) return fail(vcpu, STEP_XSAVE, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_XCRS, &vcpu->xcrs)) < 0) return fail(vcpu, STEP_XCRS, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_REGS, &vcpu->regs)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_REGS, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_SREGS, &vcpu->sregs)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_SREGS, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_XSAVE, &vcpu->xsave)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_XSAVE, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_XCRS, &vcpu->xcrs)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_XCRS, r);
     vcpu->msrs.nmsrs = bridge->msr_count;
     for (uint32_t i = 0; i < bridge->msr_count; i++) vcpu->msrs.entries[i].index = bridge->msr_indices[i];
-    if ((r = bridge_ioctl(fd, KVM_GET_MSRS, &vcpu->msrs)) != (long)bridge->msr_count) return fail(vcpu, STEP_MSRS, r < 0 ? r : -EIO);
-    if ((r = bridge_ioctl(fd, KVM_GET_LAPIC, &vcpu->lapic)) < 0) return fail(vcpu, STEP_LAPIC, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_VCPU_EVENTS, &vcpu->events)) < 0) return fail(vcpu, STEP_EVENTS, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_DEBUGREGS, &vcpu->debugregs)) < 0) return fail(vcpu, STEP_DEBUGREGS, r);
-    if ((r = bridge_ioctl(fd, KVM_GET_MP_STATE, &vcpu->mp_state)) < 0) return fail(vcpu, STEP_MP_STATE, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_MSRS, &vcpu->msrs)) != (long)bridge->msr_count) return fail(vcpu, CKVM_BRIDGE_STEP_MSRS, r < 0 ? r : -EIO);
+    if ((r = bridge_ioctl(fd, KVM_GET_LAPIC, &vcpu->lapic)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_LAPIC, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_VCPU_EVENTS, &vcpu->events)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_EVENTS, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_DEBUGREGS, &vcpu->debugregs)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_DEBUGREGS, r);
+    if ((r = bridge_ioctl(fd, KVM_GET_MP_STATE, &vcpu->mp_state)) < 0) return fail(vcpu, CKVM_BRIDGE_STEP_MP_STATE, r);
     return 0;
 }
 
@@ -149,7 +143,7 @@ static int complete_exit(struct ckvm_bridge_vcpu *vcpu, struct kvm_run *run) {
     long r = bridge_ioctl(vcpu->vcpu_fd, KVM_RUN, 0);
     run->immediate_exit = 0;
     consume_kick();
-    if (r < 0 && r != -EINTR) return fail(vcpu, STEP_COMPLETE, r);
+    if (r < 0 && r != -EINTR) return fail(vcpu, CKVM_BRIDGE_STEP_COMPLETE, r);
     return 0;
 }
 
@@ -229,7 +223,7 @@ static int bridge_main(void *argument) {
         } __attribute__((packed)) mask = {8, ~(1ull << (SIGUSR1 - 1))};
         long r = bridge_ioctl(vcpu->vcpu_fd, KVM_SET_SIGNAL_MASK, &mask);
         if (r < 0) {
-            fail(vcpu, STEP_SIGNAL_MASK, r);
+            fail(vcpu, CKVM_BRIDGE_STEP_SIGNAL_MASK, r);
         } else {
             ckvm_bridge_store_wake(&vcpu->state, CKVM_BRIDGE_RUNNING);
             // An exit served here is complete only after the next KVM_RUN (the KVM API's rule:
@@ -250,7 +244,7 @@ static int bridge_main(void *argument) {
                 }
                 if (r < 0) {
                     vcpu->stall_ns = monotonic_ns();
-                    fail(vcpu, STEP_RUN, r);
+                    fail(vcpu, CKVM_BRIDGE_STEP_RUN, r);
                     break;
                 }
                 if (serve_inline(bridge, run)) {
@@ -278,7 +272,7 @@ static int bridge_main(void *argument) {
             if (ckvm_bridge_load(&vcpu->served) != 0) {
                 ok = complete_exit(vcpu, run) == 0;
             } else {
-                ok = fail(vcpu, STEP_ORPHANED, -ESRCH) == 0;  // its exit can never be served
+                ok = fail(vcpu, CKVM_BRIDGE_STEP_ORPHANED, -ESRCH) == 0;  // its exit can never be served
             }
         }
         ok = ok && dump_vcpu(bridge, vcpu) == 0;

@@ -63,6 +63,23 @@ enum {
     CKVM_BRIDGE_FAILED = 4,   // an ioctl failed: error and error_step say which
 };
 
+// ckvm_bridge_vcpu.error_step: the call that failed.
+enum {
+    CKVM_BRIDGE_STEP_SIGNAL_MASK = 1,
+    CKVM_BRIDGE_STEP_RUN,
+    CKVM_BRIDGE_STEP_COMPLETE,  // the KVM_RUN that completes a served exit
+    CKVM_BRIDGE_STEP_REGS,
+    CKVM_BRIDGE_STEP_SREGS,
+    CKVM_BRIDGE_STEP_XSAVE,
+    CKVM_BRIDGE_STEP_XCRS,
+    CKVM_BRIDGE_STEP_MSRS,
+    CKVM_BRIDGE_STEP_LAPIC,
+    CKVM_BRIDGE_STEP_EVENTS,
+    CKVM_BRIDGE_STEP_DEBUGREGS,
+    CKVM_BRIDGE_STEP_MP_STATE,
+    CKVM_BRIDGE_STEP_ORPHANED,  // the process died while the vCPU waited at an exit
+};
+
 struct ckvm_bridge_msrs {
     uint32_t nmsrs;
     uint32_t pad;
@@ -86,7 +103,7 @@ struct ckvm_bridge_vcpu {
     uint32_t mmio_is_write;
     uint8_t data[CKVM_BRIDGE_EXIT_DATA];  // the exit's data; IN and MMIO-read results go here
     int32_t error;       // -errno
-    uint32_t error_step; // which call failed (see ckvm_bridge.c)
+    uint32_t error_step; // which call failed: CKVM_BRIDGE_STEP_*
     uint64_t guest_exits;  // exits served in the bridge
     uint64_t stall_ns;     // CLOCK_MONOTONIC when it stopped at an exit it could not serve
     struct kvm_regs regs;

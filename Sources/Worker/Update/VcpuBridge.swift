@@ -9,9 +9,11 @@ import Shared
 /// the bridges, serves the exit each one stopped at, and restores the state they dump. The
 /// guest pause is that handover, whatever the exec and the VM creation cost.
 ///
-/// A bridge stops at the guest's first exit to user space (port I/O, MMIO): devices live in
-/// the images, so such a vCPU waits there for the new image, which then serves the exit as
-/// its own vCPU thread would.
+/// Devices live in the images. While the old image's devices are frozen (saved, and nothing
+/// runs them until the handover), a bridge serves only what cannot change them: reads with no
+/// side effect get the value the device would give, and writes that leave its state as it is
+/// (a UART's THR) are logged for the new image to perform. At any other exit that vCPU waits
+/// for the handover, and the new image serves the exit as its own vCPU thread would.
 final class VcpuBridge {
     /// The handover name of the memfd holding the shared region.
     static let handoverName = "vcpu-bridge"
@@ -26,8 +28,8 @@ final class VcpuBridge {
     let fd: Int32
     private let region: UnsafeMutablePointer<ckvm_bridge>
     private let size: Int
-    /// Bridge tasks not yet told to end (old image only: the new image has nothing to reap
-    /// until it took over, and then the pids come from the region).
+    /// The bridge tasks this image spawned (old image): the CPR state lists them with the
+    /// teardown holders, so that whichever image runs the VM afterwards reaps them.
     private(set) var pids: [Int32] = []
 
     private init(fd: Int32, region: UnsafeMutablePointer<ckvm_bridge>, size: Int) {
@@ -51,9 +53,6 @@ final class VcpuBridge {
             return stall > 0 ? stall : nil
         }.min()
     }
-
-    /// Exits the bridges served on their own (constant reads, logged writes).
-    var servedExits: UInt64 { (0..<vcpuCount).reduce(0) { $0 + vcpu($1).pointee.guest_exits } }
 
     private func vcpu(_ index: Int) -> UnsafeMutablePointer<ckvm_bridge_vcpu> {
         ckvm_bridge_vcpu_at(region, UInt32(index))
@@ -276,10 +275,15 @@ final class VcpuBridge {
     }
 
     private func failure(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>, index: Int) -> SystemError {
-        let steps = [1: "KVM_SET_SIGNAL_MASK", 2: "KVM_RUN", 3: "KVM_RUN (completing an exit)", 4: "KVM_GET_REGS",
-                     5: "KVM_GET_SREGS", 6: "KVM_GET_XSAVE", 7: "KVM_GET_XCRS", 8: "KVM_GET_MSRS", 9: "KVM_GET_LAPIC",
-                     10: "KVM_GET_VCPU_EVENTS", 11: "KVM_GET_DEBUGREGS", 12: "KVM_GET_MP_STATE",
-                     13: "the process died while the vCPU waited at an exit only an image can serve"]
+        let steps: [Int: String] = [
+            Int(CKVM_BRIDGE_STEP_SIGNAL_MASK): "KVM_SET_SIGNAL_MASK", Int(CKVM_BRIDGE_STEP_RUN): "KVM_RUN",
+            Int(CKVM_BRIDGE_STEP_COMPLETE): "KVM_RUN (completing an exit)", Int(CKVM_BRIDGE_STEP_REGS): "KVM_GET_REGS",
+            Int(CKVM_BRIDGE_STEP_SREGS): "KVM_GET_SREGS", Int(CKVM_BRIDGE_STEP_XSAVE): "KVM_GET_XSAVE",
+            Int(CKVM_BRIDGE_STEP_XCRS): "KVM_GET_XCRS", Int(CKVM_BRIDGE_STEP_MSRS): "KVM_GET_MSRS",
+            Int(CKVM_BRIDGE_STEP_LAPIC): "KVM_GET_LAPIC", Int(CKVM_BRIDGE_STEP_EVENTS): "KVM_GET_VCPU_EVENTS",
+            Int(CKVM_BRIDGE_STEP_DEBUGREGS): "KVM_GET_DEBUGREGS", Int(CKVM_BRIDGE_STEP_MP_STATE): "KVM_GET_MP_STATE",
+            Int(CKVM_BRIDGE_STEP_ORPHANED): "the process died while the vCPU waited at an exit only an image can serve",
+        ]
         let step = steps[Int(slot.pointee.error_step)] ?? "step \(slot.pointee.error_step)"
         return SystemError("the bridge running vCPU \(index): \(step)", errno: -slot.pointee.error)
     }
