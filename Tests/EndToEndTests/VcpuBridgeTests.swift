@@ -86,5 +86,15 @@ extension VirtualMachines {
             #expect(!process.stdout.contains("X"), "the guest read something else than 0xff from port 0x71")
             _ = process.terminate()
         }
+
+        @Test("-smp 2: every vCPU goes through its own bridge; the guest's memory and ticks stay intact")
+        func twoVcpus() throws {
+            let vm = try LiveUpdateTests.start(options: LiveUpdateTests.options + ["-smp", "2"])
+            for _ in 0..<3 { try LiveUpdateTests.update(vm, to: Binaries.cprvmm, uri: "memfd:") }
+            let record = try Self.lastUpdate(vm)
+            #expect((record["phases-us"] as? [String: Any])?["bridge handover"] != nil, "\(record)")
+            LiveUpdateTests.expectGuestIntact(vm)
+            _ = vm.process.terminate()
+        }
     }
 }
