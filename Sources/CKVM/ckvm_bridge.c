@@ -209,8 +209,10 @@ static int bridge_main(void *argument) {
 
     uint64_t all = ~0ull;
     raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0, 0);
-    // The guest must not outlive the process: if its main thread dies (crash, SIGKILL), so do
-    // the bridges. An exec is not a death: the exec'ing thread stays the parent.
+    // The guest must not run on without the process: if the thread that cloned the bridges
+    // dies (a crash, SIGKILL), the death signal is the kick, and the bridges stop, dump the
+    // vCPUs for a restarted process (orphaned) and exit. An exec is no death: the exec'ing
+    // thread stays the parent.
     raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0, 0);
     if (orphaned(bridge)) raw_syscall(SYS_exit, 1, 0, 0, 0, 0, 0);
 
