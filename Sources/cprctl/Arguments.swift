@@ -8,7 +8,7 @@ enum CprctlCommand: Equatable {
     case update(UpdateOptions)
 }
 
-/// `cprctl update [NAME | --socket PATH] [--binary PATH] [--timeout S] [-- ARGS...]`.
+/// `cprctl update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--timeout S] [-- ARGS...]`.
 struct UpdateOptions: Equatable {
     var target: VMTarget = .automatic
     /// The program to exec; default: the running image's argv[0], resolved again.
@@ -16,6 +16,9 @@ struct UpdateOptions: Equatable {
     /// The new command line after the program; default: the running one.
     var arguments: [String]?
     var timeoutSeconds: Double = 60
+    /// --no-bridges: the guest stays paused across the exec (x-cpr-exec-bridges off), for a
+    /// new binary that predates vCPU bridges (it refuses a bridged state and rolls back).
+    var noBridges = false
 }
 
 struct StatusOptions: Equatable {
@@ -140,6 +143,9 @@ enum ArgumentParser {
                 socket = try value()
             case "--binary":
                 options.binary = try value()
+            case "--no-bridges":
+                guard inline == nil else { throw UsageError("option '--no-bridges' takes no value \(helpHint)") }
+                options.noBridges = true
             case "--timeout":
                 let text = try value()
                 guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {

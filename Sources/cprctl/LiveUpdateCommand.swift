@@ -24,7 +24,10 @@ enum LiveUpdateCommand {
             let state = "memfd:"
             let client = try QMPClient(path: path, timeoutSeconds: 10)
             let command: [JSONValue] = ([binary] + arguments + ["-incoming", state]).map { .string($0) }
-            _ = try client.execute("migrate-set-parameters", arguments: ["mode": "cpr-exec", "cpr-exec-command": .array(command)])
+            var parameters: JSONObject = ["mode": "cpr-exec", "cpr-exec-command": .array(command)]
+            // Only when asked: a VMM that predates bridges does not know the parameter.
+            if options.noBridges { parameters["x-cpr-exec-bridges"] = .bool(false) }
+            _ = try client.execute("migrate-set-parameters", arguments: parameters)
             _ = try client.execute("migrate", arguments: ["uri": .string(state)])
             client.close()
             return waitForOutcome(path, before: before, timeout: options.timeoutSeconds)

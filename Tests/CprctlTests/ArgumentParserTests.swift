@@ -55,4 +55,12 @@ import Testing
     func invalidCommandLines(arguments: [String], message: String) {
         #expect(throws: UsageError(message)) { try ArgumentParser.parse(arguments) }
     }
+
+    @Test func updateOptions() throws {
+        #expect(try ArgumentParser.parse(["update", "web1"]) == .update(UpdateOptions(target: .name("web1"))))
+        #expect(try ArgumentParser.parse(["update", "web1", "--no-bridges"]) == .update(UpdateOptions(target: .name("web1"), noBridges: true)))
+        #expect(throws: UsageError("option '--no-bridges' takes no value (try 'cprctl --help')")) {
+            try ArgumentParser.parse(["update", "--no-bridges=yes"])
+        }
+    }
 }

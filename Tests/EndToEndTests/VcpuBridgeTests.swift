@@ -96,5 +96,17 @@ extension VirtualMachines {
             LiveUpdateTests.expectGuestIntact(vm)
             _ = vm.process.terminate()
         }
+
+        @Test("cprctl update --no-bridges: the guest stays paused across the exec, as for a binary older than bridges")
+        func cprctlWithoutBridges() throws {
+            let vm = try LiveUpdateTests.start()
+            let cprctl = Binaries.directory.appendingPathComponent("cprctl").path
+            let result = try runTool(cprctl, ["update", "--socket", vm.qmp, "--no-bridges"])
+            #expect(result.status == 0, "\(result.output)")
+            let phases = try Self.lastUpdate(vm)["phases-us"] as? [String: Any] ?? [:]
+            #expect(phases["exec and runtime start"] != nil && phases["bridge handover"] == nil, "\(phases)")
+            LiveUpdateTests.expectGuestIntact(vm)
+            _ = vm.process.terminate()
+        }
     }
 }

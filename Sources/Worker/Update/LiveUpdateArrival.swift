@@ -109,7 +109,7 @@ enum LiveUpdateArrival {
             ]
         }
         let total = (resumed - min(resumed, cpr.startedMonotonicNanoseconds)) / 1000
-        let result = cpr.rollbackReason.map { "rolled back: \($0)" } ?? "completed"
+        let result = rollbackReason(cpr).map { "rolled back: \($0)" } ?? "completed"
         var record = CPRState.Update(
             generation: cpr.generation, from: cpr.previous, to: Machine.currentImage,
             pauseMicroseconds: pause, totalMicroseconds: total, result: result, time: ProcessClock.now())
@@ -120,7 +120,7 @@ enum LiveUpdateArrival {
         }
         machine.updateHistory = Array((cpr.history + [record]).suffix(historyLimit))
         machine.updateGeneration = cpr.rollbackReason == nil ? cpr.generation : cpr.generation - 1
-        if let reason = cpr.rollbackReason {
+        if let reason = rollbackReason(cpr) {
             machine.liveUpdateInfo = ["status": "failed", "error-desc": .string("rolled back: \(reason)")]
             Log.error("live update rolled back, the VM runs on \(Machine.executablePath) again: \(reason)")
         } else {
@@ -138,6 +138,14 @@ enum LiveUpdateArrival {
         machine.logMemorySummary()
         if let trace = StartupTrace.report() { Log.info(trace) }
         machine.unreapedChildren = cpr.teardownHolders
+    }
+
+    /// Why the update rolled back, with the way out when the new binary predates vCPU bridges
+    /// (its loader names the section it does not know; the reason is its words).
+    static func rollbackReason(_ cpr: CPRState) -> String? {
+        guard let reason = cpr.rollbackReason else { return nil }
+        guard reason.contains("unknown section '\(VcpuBridge.sectionName)'") else { return reason }
+        return reason + " (that cprvmm predates vCPU bridges: update to it with the guest paused across the exec, `cprctl update --no-bridges` or migrate-set-parameters x-cpr-exec-bridges=false)"
     }
 
     /// The new image could not resume the guest: roll back to the previous image, or, for a
