@@ -48,8 +48,9 @@ final class SerialPort: PortDevice {
     }
 
     /// Decided on the register model itself: a read is constant if it leaves the state as it
-    /// was (LSR without an overrun, say), a write is logged if the state stays the same for any
-    /// value (THR, without loopback or a THRE interrupt to re-arm); all else stops the bridge.
+    /// was (LSR without an overrun, say); a write is logged if the state stays the same for two
+    /// different values, so not for a register that stores what is written (THR qualifies,
+    /// without loopback or a THRE interrupt to re-arm). All else stops the bridge.
     func bridgeAccess(offset: UInt16) -> PortBridgeAccess {
         lock.withLock {
             var reader = uart

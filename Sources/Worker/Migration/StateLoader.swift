@@ -35,7 +35,7 @@ final class StateLoader {
                 pendingRAM = try ramTarget(section(header))
             case VcpuBridge.sectionName:
                 guard header.version == VcpuBridge.sectionVersion, header.length == 0 else {
-                    throw StateFormatError.malformed("section '\(header.name)' has version \(header.version); this cprvmm reads version \(VcpuBridge.sectionVersion)")
+                    throw StateFormatError.malformed("section '\(header.name)' has version \(header.version) and \(header.length) bytes; this cprvmm reads version \(VcpuBridge.sectionVersion), empty")
                 }
                 vcpusThroughBridge = true
             case PlatformState.sectionName:

@@ -3,7 +3,8 @@ import Shared
 
 /// The way back after a crash in the middle of a live update. While the VM runs, systemd's fd
 /// store holds the guest's RAM memfds; from the save until the new image resumes the guest,
-/// it also holds the VM state and the CPR state (LiveUpdate). If the process dies in between
+/// it also holds the VM state, the CPR state and the vCPU bridges' region, where the bridges
+/// dump the vCPUs when the process dies (LiveUpdate, VcpuBridge). If the process dies in between
 /// -- say the new binary crashes as it starts -- systemd restarts the service and passes them
 /// back (LISTEN_FDS), and this image resumes the guest with its memory intact.
 enum FDStoreRecovery {
