@@ -85,12 +85,27 @@ final class MachineMemory {
         return block
     }
 
-    /// Hands every region to KVM as a memory slot.
+    /// At most this much guest memory per KVM memory slot. Creating a slot allocates its
+    /// shadow-MMU metadata (~0.7 ms per GiB on kvm_pvm hosts) in one ioctl that nothing on
+    /// the host preempts: 4 GiB in one slot kept even a SCHED_FIFO task on the other core off
+    /// the CPU for ~2 ms while a guest ran there, 512 MiB slots for ~0.4 ms. With vCPU bridges
+    /// the guest runs while a live update's new image creates its slots, so the split shortens
+    /// the host's hiccups during the update; it costs ~0.2 ms per GiB more in all.
+    static let maxSlotSize: UInt64 = 512 << 20
+
+    /// Hands every region to KVM as memory slots of at most `maxSlotSize` bytes.
     func register(with vm: VmFd) throws(SystemError) {
-        for (slot, region) in guest.regions.enumerated() {
-            try vm.setUserMemoryRegion(
-                slot: UInt32(slot), guestAddress: region.start.raw, size: region.size,
-                host: region.block.host + Int(region.blockOffset), readOnly: region.readOnly)
+        var slot: UInt32 = 0
+        for region in guest.regions {
+            var offset: UInt64 = 0
+            while offset < region.size {
+                let size = min(MachineMemory.maxSlotSize, region.size - offset)
+                try vm.setUserMemoryRegion(
+                    slot: slot, guestAddress: region.start.raw + offset, size: size,
+                    host: region.block.host + Int(region.blockOffset + offset), readOnly: region.readOnly)
+                slot += 1
+                offset += size
+            }
         }
     }
 
