@@ -227,6 +227,7 @@ static int bridge_main(void *argument) {
         if (r < 0) {
             fail(vcpu, CKVM_BRIDGE_STEP_SIGNAL_MASK, r);
         } else {
+            vcpu->running_ns = monotonic_ns();
             ckvm_bridge_store_wake(&vcpu->state, CKVM_BRIDGE_RUNNING);
             // An exit served here is complete only after the next KVM_RUN (the KVM API's rule:
             // until then RIP still points at the instruction, and a restored state would run

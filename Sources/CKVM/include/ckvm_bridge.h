@@ -106,6 +106,7 @@ struct ckvm_bridge_vcpu {
     uint32_t error_step; // which call failed: CKVM_BRIDGE_STEP_*
     uint64_t guest_exits;  // exits served in the bridge
     uint64_t stall_ns;     // CLOCK_MONOTONIC when it stopped at an exit it could not serve
+    uint64_t running_ns;   // CLOCK_MONOTONIC right before its first KVM_RUN
     struct kvm_regs regs;
     struct kvm_sregs sregs;
     struct ckvm_xsave xsave;

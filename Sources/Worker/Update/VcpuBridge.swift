@@ -42,8 +42,12 @@ final class VcpuBridge {
 
     var vcpuCount: Int { Int(region.pointee.vcpu_count) }
 
-    /// When the bridges were told to run the guest (the end of the old image's short pause).
-    var guestResumedNanoseconds: UInt64 { region.pointee.guest_resumed_ns }
+    /// When the guest ran again after the old image's short pause: the last bridge to enter
+    /// KVM_RUN (waking a bridge can take a while on a busy host), or the run command.
+    var guestResumedNanoseconds: UInt64 {
+        (0..<vcpuCount).map { vcpu($0).pointee.running_ns }.max().map { max($0, region.pointee.guest_resumed_ns) }
+            ?? region.pointee.guest_resumed_ns
+    }
 
     /// When the first vCPU stopped at an exit only an image could serve (the guest, or part of
     /// it, waited from then on), if one did.
