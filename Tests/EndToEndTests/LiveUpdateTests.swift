@@ -187,12 +187,18 @@ extension VirtualMachines {
         }
 
         static func zombieChildren(of pid: Int32) -> [Int32] {
+            children(of: pid).filter { $0.state == "Z" }.map(\.pid)
+        }
+
+        /// Every process whose parent is `pid`, with its state letter from /proc/PID/stat.
+        static func children(of pid: Int32) -> [(pid: Int32, state: String)] {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            return entries.compactMap(Int32.init).filter { child in
+            return entries.compactMap(Int32.init).compactMap { child in
                 guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return false }
+                      let close = stat.lastIndex(of: ")") else { return nil }
                 let fields = stat[stat.index(after: close)...].split(separator: " ")
-                return fields.count > 2 && fields[0] == "Z" && Int32(fields[1]) == pid
+                guard fields.count > 2, Int32(fields[1]) == pid else { return nil }
+                return (child, String(fields[0]))
             }
         }
 

@@ -53,13 +53,7 @@ extension VirtualMachines {
             // The bridge tasks ended with their update and were reaped.
             usleep(1_500_000)
             #expect(LiveUpdateTests.zombieChildren(of: pid).isEmpty, "zombies: \(LiveUpdateTests.zombieChildren(of: pid))")
-            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            let children = tasks.compactMap(Int32.init).filter { child in
-                guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return false }
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                return fields.count > 2 && Int32(fields[1]) == pid
-            }
+            let children = LiveUpdateTests.children(of: pid)
             #expect(children.isEmpty, "tasks left behind: \(children)")
             _ = vm.process.terminate()
         }
