@@ -678,24 +678,31 @@ static void print_phases(const char *update) {
 
 static void qmp_session(const char *path, pid_t pid) { qmp_connect_as(path, pid, "VMM"); }
 
+// Maps the VMM's guest RAM once it exists, then waits for `ticks` tick lines. Ticks come from
+// the console, not from RAM: a reused mem-path file holds an old VM's counters.
+static void map_and_wait_for_ticks(struct ram *ram, struct console *console, pid_t pid, const char *mem_path, long ticks,
+                                   const char *what) {
+    while (!try_map(ram, pid, mem_path)) {
+        check_alive(pid, what);
+        sleep_us(1000);
+    }
+    for (;;) {
+        pthread_mutex_lock(&console->lock);
+        long seen = console->last_tick;
+        pthread_mutex_unlock(&console->lock);
+        if (seen >= ticks) break;
+        check_alive(pid, what);
+        sleep_us(5000);
+    }
+}
+
 static int live_update_main(char **vmm_argv, int nargs, const char *logfile, const char *qmp_path, const char *mem_path,
                             char **uris, int nuris, int updates, long wait_ticks, long gap_ticks) {
     struct console console;
     source_pid = spawn_vmm(vmm_argv, logfile, &console);
     pid_t pid = source_pid;
     struct ram ram = {0};
-    while (!try_map(&ram, pid, mem_path)) {
-        check_alive(pid, "VMM");
-        sleep_us(1000);
-    }
-    for (;;) {
-        pthread_mutex_lock(&console.lock);
-        long ticks = console.last_tick;
-        pthread_mutex_unlock(&console.lock);
-        if (ticks >= wait_ticks) break;
-        check_alive(pid, "VMM");
-        sleep_us(5000);
-    }
+    map_and_wait_for_ticks(&ram, &console, pid, mem_path, wait_ticks, "VMM");
     static char reply[65536], update[16384], command[16384];
     qmp_session(qmp_path, pid);
     qmp_execute("{\"execute\": \"x-query-cprvmm\"}", reply, sizeof(reply));
@@ -904,19 +911,7 @@ int main(int argc, char **argv) {
     struct console source_console, target_console;
     source_pid = spawn_vmm(source_argv, logfile, &source_console);
     struct ram ram = {0};
-    while (!try_map(&ram, source_pid, mem_path)) {
-        check_alive(source_pid, "source");
-        sleep_us(1000);
-    }
-    // Ticks from the console, not from RAM: a reused mem-path file holds an old VM's counters.
-    for (;;) {
-        pthread_mutex_lock(&source_console.lock);
-        long ticks = source_console.last_tick;
-        pthread_mutex_unlock(&source_console.lock);
-        if (ticks >= wait_ticks) break;
-        check_alive(source_pid, "source");
-        sleep_us(5000);
-    }
+    map_and_wait_for_ticks(&ram, &source_console, source_pid, mem_path, wait_ticks, "source");
     qmp_connect(qmp_path, source_pid);
     char reply[8192];
     qmp_execute(cpr ? "{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"mode\": \"cpr-reboot\"}}"
