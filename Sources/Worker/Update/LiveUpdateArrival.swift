@@ -54,14 +54,16 @@ enum LiveUpdateArrival {
         }
         let loaded = monotonicNanoseconds()
         StartupTrace.mark("load")
-        // With vCPU bridges the guest ran on until here; the pause starts now.
+        // With vCPU bridges the guest runs on until the bridges are told to stop.
         var bridge: VcpuBridge?
+        var stopRequested = loaded
         var fatalExits: [(vcpu: Int, exit: VcpuExit)] = []
         if loader.vcpusThroughBridge {
             guard let fd = cpr.fd(named: VcpuBridge.handoverName) else {
                 throw ConfigurationError("the state says the vCPUs run in vCPU bridges, but the previous image handed over no '\(VcpuBridge.handoverName)'")
             }
             let attached = try VcpuBridge.attach(fd: fd)
+            stopRequested = monotonicNanoseconds()
             // After a crash the bridges are gone (they dumped and exited before systemd
             // restarted the service): their pids may be anyone's now, so no kick.
             let taken = try attached.takeOver(machine: machine, kick: !cpr.fromFDStore)
@@ -93,12 +95,12 @@ enum LiveUpdateArrival {
             // handover; between them the guest ran while the process exec'd and built the VM.
             // A vCPU that stopped at an exit only an image can serve waited from then on.
             let guestResumed = max(bridge.guestResumedNanoseconds, cpr.pausedMonotonicNanoseconds)
-            let secondPause = min(loaded, max(bridge.firstStallNanoseconds ?? loaded, guestResumed))
+            let secondPause = min(stopRequested, max(bridge.firstStallNanoseconds ?? stopRequested, guestResumed))
             pause = ((guestResumed - cpr.pausedMonotonicNanoseconds) + (resumed - min(resumed, secondPause))) / 1000
             marks = [
                 ("pause vcpus", cpr.pausedMonotonicNanoseconds), ("save and hand to bridges", guestResumed),
                 ("guest runs during exec and vm creation", secondPause),
-                ("a vcpu waits for the handover", loaded), ("bridge handover", handedOver), ("resume", resumed),
+                ("a vcpu waits for the handover", stopRequested), ("bridge handover", handedOver), ("resume", resumed),
             ]
         } else {
             pause = (resumed - min(resumed, cpr.pausedMonotonicNanoseconds)) / 1000

@@ -141,13 +141,14 @@ final class VcpuBridge {
             throw StateFormatError.malformed("the vCPU bridge region is \(status.st_size) bytes, too short")
         }
         let bridge = try map(fd: fd, size: Int(status.st_size))
-        let header = bridge.region.pointee
-        guard header.magic == CKVM_BRIDGE_MAGIC, header.version == CKVM_BRIDGE_VERSION else {
-            throw StateFormatError.malformed("the vCPU bridge region has version \(header.version) (magic 0x\(String(header.magic, radix: 16))); this cprvmm reads version \(CKVM_BRIDGE_VERSION)")
+        // Field by field: the region is large (the write log), and copying it costs page faults.
+        let header = bridge.region
+        guard header.pointee.magic == CKVM_BRIDGE_MAGIC, header.pointee.version == CKVM_BRIDGE_VERSION else {
+            throw StateFormatError.malformed("the vCPU bridge region has version \(header.pointee.version) (magic 0x\(String(header.pointee.magic, radix: 16))); this cprvmm reads version \(CKVM_BRIDGE_VERSION)")
         }
-        guard Int(header.size) == Int(status.st_size), Int(header.size) == ckvm_bridge_size(header.vcpu_count),
-              header.msr_count <= UInt32(CKVM_BRIDGE_MAX_MSRS) else {
-            throw StateFormatError.malformed("the vCPU bridge region's layout does not match this cprvmm's (\(header.size) bytes for \(header.vcpu_count) vCPUs)")
+        guard Int(header.pointee.size) == Int(status.st_size), Int(header.pointee.size) == ckvm_bridge_size(header.pointee.vcpu_count),
+              header.pointee.msr_count <= UInt32(CKVM_BRIDGE_MAX_MSRS) else {
+            throw StateFormatError.malformed("the vCPU bridge region's layout does not match this cprvmm's (\(header.pointee.size) bytes for \(header.pointee.vcpu_count) vCPUs)")
         }
         return bridge
     }
@@ -217,10 +218,9 @@ final class VcpuBridge {
         guard platformState == CKVM_BRIDGE_DUMPED else {
             throw SystemError("the vCPU bridge reading the interrupt controllers, PIT and clock", errno: -region.pointee.platform_error)
         }
-        let header = region.pointee
         let platform = PlatformState(
-            irqchips: [header.irqchips.0, header.irqchips.1, header.irqchips.2], pit: header.pit,
-            clockNanoseconds: header.clock.clock)
+            irqchips: [region.pointee.irqchips.0, region.pointee.irqchips.1, region.pointee.irqchips.2],
+            pit: region.pointee.pit, clockNanoseconds: region.pointee.clock.clock)
         return TakenOver(vcpus: vcpus, platform: platform, fatalExits: fatalExits)
     }
 
@@ -241,24 +241,25 @@ final class VcpuBridge {
         region.pointee.log_replayed = UInt32(used)
     }
 
-    /// The exit the bridge stopped at, its data buffers pointing into the region.
+    /// The exit the bridge stopped at, its data buffers pointing into the region. Fields are
+    /// read one by one (`slot.pointee.x`): a copy of the whole slot would be 13 KiB.
     private func pendingExit(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuExit? {
         let data = UnsafeMutableRawPointer(slot) + MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.data)!
-        let exit = slot.pointee
-        switch exit.exit_reason {
+        switch slot.pointee.exit_reason {
         case CKVM_EXIT_IO:
-            let length = min(Int(exit.io_size) * Int(exit.io_count), Int(CKVM_BRIDGE_EXIT_DATA))
+            let port = slot.pointee.io_port, size = Int(slot.pointee.io_size)
+            let length = min(size * Int(slot.pointee.io_count), Int(CKVM_BRIDGE_EXIT_DATA))
             let buffer = UnsafeMutableRawBufferPointer(start: data, count: length)
-            let count = length / max(1, Int(exit.io_size))
-            if exit.io_direction == CKVM_EXIT_IO_OUT {
-                return .ioOut(port: exit.io_port, size: Int(exit.io_size), count: count, data: UnsafeRawBufferPointer(buffer))
+            let count = length / max(1, size)
+            if slot.pointee.io_direction == CKVM_EXIT_IO_OUT {
+                return .ioOut(port: port, size: size, count: count, data: UnsafeRawBufferPointer(buffer))
             }
-            return .ioIn(port: exit.io_port, size: Int(exit.io_size), count: count, data: buffer)
+            return .ioIn(port: port, size: size, count: count, data: buffer)
         case CKVM_EXIT_MMIO:
-            let buffer = UnsafeMutableRawBufferPointer(start: data, count: min(Int(exit.mmio_length), 8))
-            return exit.mmio_is_write != 0
-                ? .mmioWrite(address: exit.mmio_address, data: UnsafeRawBufferPointer(buffer))
-                : .mmioRead(address: exit.mmio_address, data: buffer)
+            let address = slot.pointee.mmio_address
+            let buffer = UnsafeMutableRawBufferPointer(start: data, count: min(Int(slot.pointee.mmio_length), 8))
+            return slot.pointee.mmio_is_write != 0
+                ? .mmioWrite(address: address, data: UnsafeRawBufferPointer(buffer)) : .mmioRead(address: address, data: buffer)
         case CKVM_EXIT_HLT: return .hlt
         case CKVM_EXIT_SHUTDOWN: return .shutdown
         case CKVM_EXIT_INTERNAL_ERROR: return .internalError(suberror: 0)
@@ -268,14 +269,14 @@ final class VcpuBridge {
     }
 
     private func dumpedState(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuState {
-        let dump = slot.pointee
         let offset = MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.msrs)! + MemoryLayout<ckvm_bridge_msrs>.offset(of: \ckvm_bridge_msrs.entries)!
         let entries = (UnsafeRawPointer(slot) + offset).assumingMemoryBound(to: kvm_msr_entry.self)
         var msrs: [(index: UInt32, value: UInt64)] = []
-        for i in 0..<Int(min(dump.msrs.nmsrs, UInt32(CKVM_BRIDGE_MAX_MSRS))) { msrs.append((entries[i].index, entries[i].data)) }
+        for i in 0..<Int(min(slot.pointee.msrs.nmsrs, UInt32(CKVM_BRIDGE_MAX_MSRS))) { msrs.append((entries[i].index, entries[i].data)) }
         return VcpuState(
-            regs: dump.regs, sregs: dump.sregs, xsave: dump.xsave, xcrs: dump.xcrs, msrs: msrs, lapic: dump.lapic,
-            events: dump.events, debugRegisters: dump.debugregs, mpState: dump.mp_state.mp_state)
+            regs: slot.pointee.regs, sregs: slot.pointee.sregs, xsave: slot.pointee.xsave, xcrs: slot.pointee.xcrs,
+            msrs: msrs, lapic: slot.pointee.lapic, events: slot.pointee.events, debugRegisters: slot.pointee.debugregs,
+            mpState: slot.pointee.mp_state.mp_state)
     }
 
     private func failure(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>, index: Int) -> SystemError {
