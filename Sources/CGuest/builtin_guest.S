@@ -202,9 +202,18 @@ bsp_loop:
     mov SHARED_PERIOD, %rcx
     shr $1, %rcx
     add %rcx, %rax
-    cmp %rbp, %rax
+    mov %rbp, %rdx
+    sub %rax, %rdx               // how far ahead the deadline lies
+    jbe 4f                       // reached: tick
+    mov SHARED_PERIOD, %rcx
+    imul $100, %rcx
+    cmp %rcx, %rdx
     jb 3f
-    call tick
+    // More than 100 periods ahead: the TSC went back. A VM restored on another host sees
+    // that host's TSC where the hypervisor does not offset user-mode RDTSC (kvm_pvm does
+    // not), so pace the ticks from now instead of waiting for the old host's time.
+    mov %rax, %rbp
+4:  call tick
 3:  cmpq $0, GUEST_BOOT_INFO + BI_MODE
     jne bsp_loop
     hlt                          // -> #GP -> sti;hlt at CPL0 until the next timer interrupt

@@ -10,6 +10,33 @@ extension VirtualMachines {
         /// The options the fixture was saved with (scripts/make-state-fixture).
         static let fixtureOptions = ["-m", "16", "-builtin-guest", "fill=0"]
 
+        /// A state saved by an earlier build on a host whose kernel lists PKRU in every XSAVE
+        /// area (KVM_SET_XSAVE on a host without PKU refused it with EINVAL). Its guest code
+        /// predates the built-in guest's handling of a TSC that goes back, so it ticks only on
+        /// hosts whose uptime passed the saving host's (44 minutes): only the load is checked.
+        static let pkuHostFixture = Binaries.packageRoot.appendingPathComponent("Tests/Fixtures/state-v1-pku-host.cprvmm").path
+
+        /// The fixture with its cpu.0 section changed by `change` (payload bytes), CRC mended.
+        static func fixture(changingVcpu change: (inout ArraySlice<UInt8>) -> Void) throws -> [UInt8] {
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixture)))
+            var offset = 20
+            while offset < bytes.count {
+                let start = offset
+                let nameLength = Int(bytes[offset])
+                let name = String(decoding: bytes[offset + 1..<offset + 1 + nameLength], as: UTF8.self)
+                offset += 1 + nameLength + 4
+                let length = bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+                offset += 8
+                if name == "cpu.0" {
+                    change(&bytes[offset..<offset + length])
+                    let crc = bytes[start..<offset + length].withUnsafeBytes { CRC32.checksum($0) }
+                    bytes.replaceSubrange(offset + length..<offset + length + 4, with: withUnsafeBytes(of: crc.littleEndian, Array.init))
+                }
+                offset += length + 4
+            }
+            return bytes
+        }
+
         @Test("the committed fixture of state format 1 loads, and its guest carries on")
         func fixtureLoads() throws {
             let vm = try VMProcess(Self.fixtureOptions + ["-incoming", "file:\(Self.fixture)"])
@@ -20,6 +47,41 @@ extension VirtualMachines {
             #expect(first > 1, "the guest restarted instead of continuing")
             #expect(VMProcess.firstBreak(in: ticks) == nil, "tick sequence broken: \(String(describing: VMProcess.firstBreak(in: ticks)))")
             #expect(!vm.stdout.contains("memory filled"))
+        }
+
+        @Test("a guest whose next tick lies hours ahead of this host's TSC (saved on a host up longer) ticks at once")
+        func fixtureFromHostUpLonger() throws {
+            // RBP holds the built-in guest's next tick deadline (TSC): 10 hours later at 3 GHz.
+            let bytes = try Self.fixture { payload in
+                let at = payload.startIndex + 56
+                let rbp = payload[at..<at + 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
+                payload.replaceSubrange(at..<at + 8, with: withUnsafeBytes(of: (rbp + 36_000 * 3_000_000_000).littleEndian, Array.init))
+            }
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-ahead-\(UUID().uuidString)").path
+            defer { unlink(path) }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let vm = try VMProcess(Self.fixtureOptions + ["-incoming", "file:\(path)"])
+            vm.waitForOutput("ticks after the load") { VMProcess.ticks(in: $0).count >= 100 }
+            _ = vm.terminate()
+            let ticks = VMProcess.ticks(in: vm.stdout)
+            #expect(ticks.count >= 100, "the guest waits for the saving host's time: \(vm.stderr)")
+            #expect(VMProcess.firstBreak(in: ticks) == nil)
+        }
+
+        @Test("a state saved where XSAVE lists PKRU loads on a host without PKU")
+        func fixtureFromPKUHost() throws {
+            let path = temporarySocketPath("qmp")
+            let vm = try VMProcess(Self.fixtureOptions + ["-incoming", "file:\(Self.pkuHostFixture)", "-qmp", "unix:\(path),server=on,wait=off"])
+            defer { _ = vm.terminate() }
+            var status: String?
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                status = (try? QMPLineClient(path: path))?.execute(#"{"execute": "query-status"}"#)
+                if status?.contains(#""status": "running""#) == true { break }
+                usleep(50_000)
+            }
+            #expect(status?.contains(#""status": "running""#) == true, "query-status: \(status ?? "no answer"); \(vm.stderr)")
+            #expect(!vm.stderr.contains("failed"), "\(vm.stderr)")
         }
 
         /// A copy of the fixture changed by `damage`, loaded by a new process: it must exit 1

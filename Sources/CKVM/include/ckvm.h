@@ -133,9 +133,14 @@ struct ckvm_xsave {
     uint32_t region[1024];
 };
 
-// kvm_run's exit data is a union; Swift sees it, but these accessors keep the
-// field paths in one place and document which union member each exit uses.
+// kvm_run's exit data is a union. Swift imports its members, but cannot take a key path's
+// offset through it (MemoryLayout.offset(of: \kvm_run.mmio.data) is nil), so the data of
+// an exit is reached through these accessors.
 static inline struct kvm_run *ckvm_run(void *p) { return (struct kvm_run *)p; }
+// KVM_EXIT_MMIO: the 8 bytes of data (written by a guest write, filled by us for a read).
+static inline uint8_t *ckvm_run_mmio_data(struct kvm_run *run) { return run->mmio.data; }
+// KVM_EXIT_IO: size * count bytes at data_offset from the start of the page.
+static inline uint8_t *ckvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
 
 // The vCPU bridges that run the guest across a live update's exec.
 #include "ckvm_bridge.h"

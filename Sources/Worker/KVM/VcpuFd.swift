@@ -42,12 +42,12 @@ final class VcpuFd {
             if code == EINTR || code == EAGAIN { return .interrupted }
             throw SystemError("KVM_RUN on vCPU \(index)", errno: code)
         }
-        let base = UnsafeMutableRawPointer(run)
         switch run.pointee.exit_reason {
         case CKVM_EXIT_IO:
             let io = run.pointee.io
+            // KVM keeps size * count within its PIO page of the mapping.
             let length = Int(io.size) * Int(io.count)
-            let data = UnsafeMutableRawBufferPointer(start: base + Int(io.data_offset), count: length)
+            let data = UnsafeMutableRawBufferPointer(start: ckvm_run_io_data(run), count: length)
             if io.direction == CKVM_EXIT_IO_OUT {
                 return .ioOut(port: io.port, size: Int(io.size), count: Int(io.count), data: UnsafeRawBufferPointer(data))
             }
@@ -57,8 +57,7 @@ final class VcpuFd {
             let length = Int(run.pointee.mmio.len)
             let isWrite = run.pointee.mmio.is_write != 0
             // The 8-byte data array lives inside the union in the shared page.
-            let offset = MemoryLayout<kvm_run>.offset(of: \kvm_run.mmio.data)!
-            let data = UnsafeMutableRawBufferPointer(start: base + offset, count: min(length, 8))
+            let data = UnsafeMutableRawBufferPointer(start: ckvm_run_mmio_data(run), count: min(length, 8))
             return isWrite ? .mmioWrite(address: address, data: UnsafeRawBufferPointer(data)) : .mmioRead(address: address, data: data)
         case CKVM_EXIT_HLT: return .hlt
         case CKVM_EXIT_SHUTDOWN: return .shutdown

@@ -29,11 +29,11 @@ struct VcpuState {
 
     /// Restores in the order KVM needs (Firecracker's): MP state and registers first, the LAPIC
     /// before the MSRs that depend on it (TSC deadline), pending events last.
-    func restore(to vcpu: VcpuFd) throws(SystemError) {
+    func restore(to vcpu: VcpuFd) throws {
         try vcpu.setMPState(mpState)
         try vcpu.setRegisters(regs)
         try vcpu.setSpecialRegisters(sregs)
-        try vcpu.setXSave(xsave)
+        try vcpu.setXSave(try XSaveArea.adapted(xsave))
         try vcpu.setXCRs(xcrs)
         try vcpu.setDebugRegisters(debugRegisters)
         try vcpu.setLAPIC(lapic)
