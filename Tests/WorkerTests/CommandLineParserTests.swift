@@ -95,11 +95,25 @@ private func failure(_ line: String) -> String? {
 
     @Test(arguments: [
         "-chardev", "-mon", "-daemonize", "-drive", "-netdev",
-        "-device", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
+        "-nic", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
     ])
     func unsupportedQEMUOptionsAreRefused(option: String) {
         #expect(failure([option, "x"]) == "\(option): not supported by this cprvmm version")
         #expect(failure(["-" + option, "x"]) == "\(option): not supported by this cprvmm version")
+    }
+
+    @Test func debugExitDevice() throws {
+        #expect(try config("-m 16").debugExit == nil, "isa-debug-exit is opt-in, as in QEMU")
+        #expect(try config("-device isa-debug-exit").debugExit == DebugExitConfig())
+        let moved = try #require(try config("-device isa-debug-exit,iobase=0xf4,iosize=0x04,id=dbg").debugExit)
+        #expect(moved.ioBase == 0xF4 && moved.ioSize == 4)
+        #expect(failure("-device virtio-blk-pci,drive=d0") == "-device virtio-blk-pci,drive=d0: device 'virtio-blk-pci' is not supported by this cprvmm version (the one -device is isa-debug-exit)")
+        #expect(failure("-device iobase=1") == "-device iobase=1: missing device driver (as in -device isa-debug-exit)")
+        #expect(failure("-device isa-debug-exit,iobase=0x10000") == "-device isa-debug-exit,iobase=0x10000: invalid iobase '0x10000' (use a port number from 0 to 0xffff)")
+        #expect(failure("-device isa-debug-exit,iosize=0") == "-device isa-debug-exit,iosize=0: invalid iosize '0' (use 1 to 4 ports)")
+        #expect(failure("-device isa-debug-exit,iobase=0xffff,iosize=2") == "-device isa-debug-exit,iobase=0xffff,iosize=2: ports 0xffff + 2 run past 0xffff")
+        #expect(failure("-device isa-debug-exit,irq=3") == "-device isa-debug-exit,irq=3: unsupported parameter 'irq' (supported: driver, iobase, iosize, id)")
+        #expect(failure("-device isa-debug-exit -device isa-debug-exit,iobase=0x600") == "-device isa-debug-exit,iobase=0x600: only one isa-debug-exit is supported (already given: -device isa-debug-exit)")
     }
 
     @Test func unsupportedOptionIsRefusedEvenLastAndWithoutItsArgument() {

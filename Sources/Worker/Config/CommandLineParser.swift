@@ -75,7 +75,7 @@ public enum CommandLineParser {
     // MARK: - Options
 
     enum Option: String {
-        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming
+        case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming, device
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -86,7 +86,7 @@ public enum CommandLineParser {
         var takesArgument: Bool {
             switch self {
             case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
-                .incoming:
+                .incoming, .device:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -112,7 +112,7 @@ public enum CommandLineParser {
         "drive", "blockdev", "hda", "hdb", "hdc", "hdd", "cdrom", "fda", "fdb", "mtdblock", "sd",
         "snapshot", "fsdev", "virtfs", "virtfs_synth", "iscsi",
         // Network and other devices
-        "netdev", "nic", "net", "device", "usb", "usbdevice", "parallel", "debugcon",
+        "netdev", "nic", "net", "usb", "usbdevice", "parallel", "debugcon",
         "virtioconsole", "tpmdev", "audio", "audiodev", "soundhw", "bt",
         // Display and input
         "vga", "vnc", "spice", "sdl", "curses", "full-screen", "g", "k", "no-frame", "alt-grab",
@@ -136,6 +136,7 @@ public enum CommandLineParser {
         var kernelOption: String?
         var biosOption: String?
         var builtinGuestOption: String?
+        var debugExitOption: String?
 
         mutating func apply(_ option: Option, spelling: String, value: String) throws(CommandLineError) {
             let context = value.isEmpty ? "\(spelling) ''" : "\(spelling) \(value)"
@@ -247,6 +248,9 @@ public enum CommandLineParser {
                     config.builtinGuest.mode = parsed
                 }
                 builtinGuestOption = context
+
+            case .device:
+                try addDevice(value, context: context)
 
             case .accel:
                 let list = try options(value, impliedKey: "accel", keys: ["accel"], context: context)
@@ -487,6 +491,45 @@ public enum CommandLineParser {
         }
 
         /// QEMU's legacy -serial syntax (chardev/char.c, qemu_chr_parse_compat), the forms cprvmm has.
+        /// `-device isa-debug-exit[,iobase=N][,iosize=N][,id=ID]`, QEMU's defaults 0x501 and 2.
+        mutating func addDevice(_ value: String, context: String) throws(CommandLineError) {
+            // The driver first: another device's properties are not worth naming.
+            let driver = value.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            guard !driver.isEmpty, !driver.contains("=") else { throw CommandLineError("\(context): missing device driver (as in -device isa-debug-exit)") }
+            guard driver == "isa-debug-exit" else {
+                throw CommandLineError("\(context): device '\(driver)' is not supported by this cprvmm version (the one -device is isa-debug-exit)")
+            }
+            let list = try options(value, impliedKey: "driver", keys: ["driver", "iobase", "iosize", "id"], context: context)
+            if let debugExitOption {
+                throw CommandLineError("\(context): only one isa-debug-exit is supported (already given: \(debugExitOption))")
+            }
+            var device = DebugExitConfig()
+            if let text = list["iobase"] {
+                guard let base = integer(text), base <= 0xFFFF else {
+                    throw CommandLineError("\(context): invalid iobase '\(text)' (use a port number from 0 to 0xffff)")
+                }
+                device.ioBase = UInt16(base)
+            }
+            if let text = list["iosize"] {
+                guard let size = integer(text), (1...4).contains(size) else {
+                    throw CommandLineError("\(context): invalid iosize '\(text)' (use 1 to 4 ports)")
+                }
+                device.ioSize = UInt16(size)
+            }
+            guard Int(device.ioBase) + Int(device.ioSize) <= 0x10000 else {
+                throw CommandLineError("\(context): ports 0x\(String(device.ioBase, radix: 16)) + \(device.ioSize) run past 0xffff")
+            }
+            config.debugExit = device
+            debugExitOption = context
+        }
+
+        /// A decimal, 0x hexadecimal or 0 octal integer, as QEMU's qdev integer properties.
+        func integer(_ text: String) -> UInt64? {
+            if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) }
+            if text.count > 1, text.hasPrefix("0") { return UInt64(text.dropFirst(), radix: 8) }
+            return UInt64(text)
+        }
+
         func serialConfig(_ value: String, context: String) throws(CommandLineError) -> SerialConfig {
             switch value {
             case "stdio": return .stdio

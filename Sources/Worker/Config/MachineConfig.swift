@@ -34,6 +34,8 @@ public struct MachineConfig: Equatable, Sendable {
     /// `-builtin-guest`: settings of the built-in guest, which runs when there is neither
     /// `kernel` nor `bios`.
     public var builtinGuest = BuiltinGuestConfig()
+    /// `-device isa-debug-exit`: a port where a guest write ends the VM (absent by default, as in QEMU).
+    public var debugExit: DebugExitConfig? = nil
 
     public init() {}
 
@@ -134,4 +136,11 @@ public struct BuiltinGuestConfig: Equatable, Sendable {
         self.fillPercent = fillPercent
         self.mode = mode
     }
+}
+
+/// `-device isa-debug-exit,iobase=N,iosize=N` (QEMU's defaults: 0x501, 2 ports).
+public struct DebugExitConfig: Equatable, Sendable {
+    public var ioBase: UInt16 = 0x501
+    public var ioSize: UInt16 = 2
+    public init() {}
 }

@@ -58,6 +58,12 @@ public enum Usage {
         -nographic      no display; the serial port stays on stdio unless -serial or
                         -nodefaults is given
 
+        Device options:
+        -device isa-debug-exit[,iobase=port][,iosize=n][,id=id]
+                        a port where a guest write of V ends cprvmm with exit status
+                        (V << 1) | 1, as QEMU's isa-debug-exit (default iobase=0x501,
+                        iosize=2; absent unless given); no other -device is supported
+
         Boot options:
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
                         entry contract in docs/guest.md)

@@ -1,12 +1,12 @@
-/// QEMU's isa-debug-exit (iobase 0x501, 2 ports): a guest write of V ends the VM with
-/// process exit status (V << 1) | 1, exactly as QEMU does, so test harnesses work unchanged.
+/// QEMU's isa-debug-exit (`-device isa-debug-exit`, iobase 0x501 and 2 ports by default): a
+/// guest write of V ends the VM with process exit status (V << 1) | 1, exactly as QEMU does, so
+/// test harnesses work unchanged. Present only when asked for, as in QEMU: otherwise any
+/// guest could end its VM with a chosen status through a port write.
 final class DebugExit: PortDevice {
-    static let basePort: UInt16 = 0x501
-    static let portCount: UInt16 = 2
+    /// Called with the value written and the exit status it means.
+    private let onExit: (UInt32, Int32) -> Void
 
-    private let onExit: (Int32) -> Void
-
-    init(onExit: @escaping (Int32) -> Void) { self.onExit = onExit }
+    init(onExit: @escaping (UInt32, Int32) -> Void) { self.onExit = onExit }
 
     func portRead(offset: UInt16, into data: UnsafeMutableRawBufferPointer) {
         data.initializeMemory(as: UInt8.self, repeating: 0xFF)
@@ -15,7 +15,7 @@ final class DebugExit: PortDevice {
     func portWrite(offset: UInt16, from data: UnsafeRawBufferPointer) {
         var value: UInt32 = 0
         for (i, byte) in data.prefix(4).enumerated() { value |= UInt32(byte) << (8 * i) }
-        onExit(DebugExit.exitStatus(for: value))
+        onExit(value, DebugExit.exitStatus(for: value))
     }
 
     /// Process exit statuses are 8 bits, as they are for QEMU.

@@ -2,9 +2,12 @@
 /// are logged, rate-limited, and otherwise ignored: probing guests are normal (kvmtool does the same).
 final class IoBus {
     private struct Mapping {
+        let name: String
         let base: UInt16
         let count: UInt16
         let device: PortDevice
+
+        var range: String { "0x\(String(base, radix: 16))-0x\(String(Int(base) + Int(count) - 1, radix: 16))" }
     }
 
     private var mappings: [Mapping] = []
@@ -12,9 +15,17 @@ final class IoBus {
     /// Ports that guests and firmware use for delays or POST codes; silently ignored.
     private let quietPorts: Set<UInt16> = [0x80, 0xED]
 
-    func register(_ device: PortDevice, base: UInt16, count: UInt16) {
-        precondition(!mappings.contains { base < $0.base + $0.count && $0.base < base + count }, "overlapping port ranges")
-        mappings.append(Mapping(base: base, count: count, device: device))
+    /// Maps `count` ports from `base` to `device`; an empty, overflowing or overlapping range
+    /// is refused, naming both devices.
+    func register(_ device: PortDevice, name: String, base: UInt16, count: UInt16) throws {
+        let mapping = Mapping(name: name, base: base, count: count, device: device)
+        guard count > 0, Int(base) + Int(count) <= 0x10000 else {
+            throw ConfigurationError("\(name): no valid I/O port range at 0x\(String(base, radix: 16)) with \(count) ports")
+        }
+        if let other = mappings.first(where: { Int(base) < Int($0.base) + Int($0.count) && Int($0.base) < Int(base) + Int(count) }) {
+            throw ConfigurationError("\(name): I/O ports \(mapping.range) overlap \(other.name) at \(other.range)")
+        }
+        mappings.append(mapping)
     }
 
     private func mapping(for port: UInt16) -> Mapping? {

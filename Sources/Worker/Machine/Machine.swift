@@ -108,16 +108,24 @@ public final class Machine {
     }
 
     private func createDevices() throws {
-        bus.register(DebugExit { [unowned self] status in
-            requestExit(status: status, reason: nil, guest: true, cause: "guest-shutdown")
-        }, base: DebugExit.basePort, count: DebugExit.portCount)
-        guard config.serial != .none else { return }
+        if config.serial != .none { try createSerialPort() }
+        // After COM1, so that an overlap names the option that moved a device onto it.
+        if let debugExit = config.debugExit {
+            let device = DebugExit { [unowned self] value, status in
+                let reason = "the guest wrote 0x\(String(value, radix: 16)) to isa-debug-exit: exiting with status \(status)"
+                requestExit(status: status, reason: reason, guest: true, cause: "guest-shutdown")
+            }
+            try bus.register(device, name: "-device isa-debug-exit", base: debugExit.ioBase, count: debugExit.ioSize)
+        }
+    }
+
+    private func createSerialPort() throws {
         let backend = try SerialBackend(config.serial) { [cprState] name in cprState?.fd(named: name) }
         let port = SerialPort(backend: backend) { [unowned self] level in
             do { try vm.setIrqLine(SerialPort.irq, level: level) } catch { Log.error("serial interrupt: \(error)") }
         }
         port.onSpaceAvailable = { [unowned self] in loop.post { backend.resumeInput(loop: self.loop) } }
-        bus.register(port, base: SerialPort.basePort, count: Serial16550.portCount)
+        try bus.register(port, name: "COM1", base: SerialPort.basePort, count: Serial16550.portCount)
         try backend.attach(to: loop) { bytes in port.receive(bytes) }
         serialBackend = backend
         serialPort = port
