@@ -22,6 +22,11 @@ enum Host {
         return fd >= 0
     }()
     static let noKVMReason: Comment = "needs /dev/kvm (readable and writable by this user); skipped"
+
+    /// QEMU's PC firmware from Debian's seabios package (scripts/test installs it as root).
+    static let seabios = "/usr/share/seabios/bios.bin"
+    static let seabiosAvailable = kvmAvailable && access(seabios, R_OK) == 0
+    static let noSeabiosReason: Comment = "needs /dev/kvm and \(seabios) (apt-get install seabios); skipped"
 }
 
 /// A cprvmm process driven the way an operator would: arguments in, serial console and log
