@@ -88,6 +88,58 @@ public struct CPRState: Sendable {
 
     public func fd(named name: String) -> Int32? { fds.first { $0.name == name }?.fd }
 
+    /// What a reader accepts. A state beyond them would be refused by the new image and by
+    /// the rollback alike, and the guest lost: the old image checks `validate()` first.
+    public enum Limits {
+        public static let fds = 1024
+        public static let arguments = 4096
+        public static let argumentBytes = 1 << 16
+        public static let holders = 1024
+        public static let history = 1024
+        public static let phases = 32
+        static let fdNameBytes = 4096
+        static let pathBytes = 4096
+        static let versionBytes = 256
+        static let reasonBytes = 4096
+        static let phaseNameBytes = 64
+    }
+
+    /// `text` cut to what a reader accepts for a reason or result (with "..." when cut).
+    public static func clipped(_ text: String) -> String {
+        guard text.utf8.count > Limits.reasonBytes else { return text }
+        var cut = ""
+        for character in text {
+            if cut.utf8.count + character.utf8.count > Limits.reasonBytes - 3 { break }
+            cut.append(character)
+        }
+        return cut + "..."
+    }
+
+    /// Throws, naming the first limit of `Limits` this state breaks, what `read` would refuse.
+    public func validate() throws {
+        func check(_ ok: Bool, _ what: @autoclosure () -> String) throws {
+            guard ok else { throw StateFormatError.malformed("CPR state: \(what()), more than a reader accepts") }
+        }
+        try check(fds.count <= Limits.fds, "\(fds.count) inherited fds")
+        for entry in fds { try check(entry.name.utf8.count <= Limits.fdNameBytes, "fd name of \(entry.name.utf8.count) bytes") }
+        try check(previousArguments.count <= Limits.arguments, "\(previousArguments.count) command-line arguments")
+        for argument in previousArguments {
+            try check(argument.utf8.count <= Limits.argumentBytes, "a command-line argument of \(argument.utf8.count) bytes")
+        }
+        for image in [previous] + history.flatMap({ [$0.from, $0.to] }) {
+            try check(image.path.utf8.count <= Limits.pathBytes, "an image path of \(image.path.utf8.count) bytes")
+            try check(image.version.utf8.count <= Limits.versionBytes && image.buildID.utf8.count <= Limits.versionBytes, "an image version or build id over \(Limits.versionBytes) bytes")
+        }
+        try check((rollbackReason?.utf8.count ?? 0) <= Limits.reasonBytes, "a rollback reason of \(rollbackReason?.utf8.count ?? 0) bytes")
+        try check(teardownHolders.count <= Limits.holders, "\(teardownHolders.count) tasks of earlier updates still exiting")
+        try check(history.count <= Limits.history, "\(history.count) updates in the history")
+        for update in history {
+            try check(update.result.utf8.count <= Limits.reasonBytes, "an update result of \(update.result.utf8.count) bytes")
+            try check(update.phases.count <= Limits.phases, "\(update.phases.count) phases in one update")
+            for phase in update.phases { try check(phase.name.utf8.count <= Limits.phaseNameBytes, "a phase name of \(phase.name.utf8.count) bytes") }
+        }
+    }
+
     // MARK: Encoding
 
     /// Two sections. "cpr" holds what any image needs to roll back (the fds, the previous
@@ -134,7 +186,7 @@ public struct CPRState: Sendable {
     }
 
     private static func decodeImage(_ d: inout StateDecoder) throws -> Image {
-        Image(path: try d.string(limit: 4096), version: try d.string(limit: 256), buildID: try d.string(limit: 256))
+        Image(path: try d.string(limit: Limits.pathBytes), version: try d.string(limit: Limits.versionBytes), buildID: try d.string(limit: Limits.versionBytes))
     }
 
     static func decodeCore(_ section: StateSection) throws -> CPRState {
@@ -143,19 +195,19 @@ public struct CPRState: Sendable {
         }
         var d = StateDecoder(section)
         let fdCount = Int(try d.u32())
-        guard fdCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(fdCount) fds is absurd") }
+        guard fdCount <= Limits.fds else { throw StateFormatError.malformed("CPR state: \(fdCount) fds is absurd") }
         var fds: [InheritedFD] = []
-        for _ in 0..<fdCount { fds.append(InheritedFD(name: try d.string(limit: 4096), fd: Int32(bitPattern: try d.u32()))) }
+        for _ in 0..<fdCount { fds.append(InheritedFD(name: try d.string(limit: Limits.fdNameBytes), fd: Int32(bitPattern: try d.u32()))) }
         let generation = try d.u64()
         let argumentCount = Int(try d.u32())
-        guard argumentCount <= 4096 else { throw StateFormatError.malformed("CPR state: \(argumentCount) arguments is absurd") }
+        guard argumentCount <= Limits.arguments else { throw StateFormatError.malformed("CPR state: \(argumentCount) arguments is absurd") }
         var arguments: [String] = []
-        for _ in 0..<argumentCount { arguments.append(try d.string(limit: 1 << 16)) }
+        for _ in 0..<argumentCount { arguments.append(try d.string(limit: Limits.argumentBytes)) }
         var state = CPRState(
             generation: generation, previousArguments: arguments, previous: try decodeImage(&d),
             startedMonotonicNanoseconds: 0, pausedMonotonicNanoseconds: 0, vmStarted: 0, history: [])
         let hasRollback = try d.bool()
-        let reason = try d.string(limit: 4096)
+        let reason = try d.string(limit: Limits.reasonBytes)
         state.rollbackReason = hasRollback ? reason : nil
         state.fds = fds
         try d.finish()
@@ -171,21 +223,21 @@ public struct CPRState: Sendable {
         pausedMonotonicNanoseconds = try d.u64()
         execMonotonicNanoseconds = try d.u64()
         let holderCount = Int(try d.u32())
-        guard holderCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(holderCount) holders is absurd") }
+        guard holderCount <= Limits.holders else { throw StateFormatError.malformed("CPR state: \(holderCount) holders is absurd") }
         teardownHolders = []
         for _ in 0..<holderCount { teardownHolders.append(Int32(bitPattern: try d.u32())) }
         vmStarted = Double(bitPattern: try d.u64())
         let historyCount = Int(try d.u32())
-        guard historyCount <= 1024 else { throw StateFormatError.malformed("CPR state: \(historyCount) updates is absurd") }
+        guard historyCount <= Limits.history else { throw StateFormatError.malformed("CPR state: \(historyCount) updates is absurd") }
         history = []
         for _ in 0..<historyCount {
             var update = Update(
                 generation: try d.u64(), from: try Self.decodeImage(&d), to: try Self.decodeImage(&d),
-                pauseMicroseconds: try d.u64(), totalMicroseconds: try d.u64(), result: try d.string(limit: 4096),
+                pauseMicroseconds: try d.u64(), totalMicroseconds: try d.u64(), result: try d.string(limit: Limits.reasonBytes),
                 time: Double(bitPattern: try d.u64()))
             let phaseCount = Int(try d.u32())
-            guard phaseCount <= 32 else { throw StateFormatError.malformed("CPR state: \(phaseCount) phases is absurd") }
-            for _ in 0..<phaseCount { update.phases.append((try d.string(limit: 64), try d.u64())) }
+            guard phaseCount <= Limits.phases else { throw StateFormatError.malformed("CPR state: \(phaseCount) phases is absurd") }
+            for _ in 0..<phaseCount { update.phases.append((try d.string(limit: Limits.phaseNameBytes), try d.u64())) }
             history.append(update)
         }
         try d.finish()

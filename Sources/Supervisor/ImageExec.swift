@@ -27,11 +27,12 @@ enum ImageExec {
 
         // The new image installs its handlers and unblocks what it handles itself. Until then
         // keep termination and the kick signal blocked: pending, not fatal (a caught handler
-        // is reset to the default at exec, and SIGHUP's default would kill the VM).
+        // is reset to the default at exec, and SIGHUP's default would kill the VM), and
+        // SIGCHLD pending for the new image's reaping of the tasks this update leaves.
         var mask = sigset_t()
         var previous = sigset_t()
         sigemptyset(&mask)
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] { sigaddset(&mask, signal) }
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1] { sigaddset(&mask, signal) }
         pthread_sigmask(SIG_SETMASK, &mask, &previous)
         fflush(nil)  // buffered output would be lost with the old image
         if getenv("CPRVMM_TRACE_STARTUP") != nil {

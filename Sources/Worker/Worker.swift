@@ -70,7 +70,9 @@ public enum Worker {
     }
 
     /// Signals the VMM takes through a signalfd on its event loop (Machine.watchSignals).
-    static let handledSignals = [SIGINT, SIGTERM, SIGHUP]
+    /// SIGCHLD: the tasks of earlier live updates (teardown holders, vCPU bridges) are reaped
+    /// as they exit, however fast updates follow each other.
+    static let handledSignals = [SIGINT, SIGTERM, SIGHUP, SIGCHLD]
 
     /// The handled signals must be blocked in every thread, so block them before any thread
     /// exists (threads inherit the mask). A live update's exec keeps them blocked, so one

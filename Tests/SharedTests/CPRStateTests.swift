@@ -23,6 +23,44 @@ import Testing
         return result
     }
 
+    /// Every limit `validate` checks is one the reader enforces: a state just past one is
+    /// refused by both, a state at it is read back.
+    @Test("validate() refuses exactly what read() refuses")
+    func validateMatchesTheReader() throws {
+        var atLimit = Self.sample()
+        atLimit.teardownHolders = Array(repeating: 42, count: CPRState.Limits.holders)
+        atLimit.previousArguments = Array(repeating: "-S", count: CPRState.Limits.arguments)
+        try atLimit.validate()
+        let fd = try atLimit.writeToMemfd()
+        defer { close(fd) }
+        #expect(try CPRState.read(fd: fd).unreadableRecord == nil)
+
+        var holders = atLimit
+        holders.teardownHolders.append(43)
+        #expect(throws: StateFormatError.self) { try holders.validate() }
+        let holdersFD = try holders.writeToMemfd()
+        defer { close(holdersFD) }
+        #expect(try CPRState.read(fd: holdersFD).unreadableRecord?.contains("1025 holders") == true)
+
+        var arguments = Self.sample()
+        arguments.previousArguments.append(String(repeating: "x", count: CPRState.Limits.argumentBytes + 1))
+        #expect(throws: StateFormatError.self) { try arguments.validate() }
+        let argumentsFD = try arguments.writeToMemfd()
+        defer { close(argumentsFD) }
+        #expect(throws: StateFormatError.self) { try CPRState.read(fd: argumentsFD) }
+    }
+
+    @Test("a long rollback reason is clipped to what a reader takes")
+    func clippedReason() throws {
+        let long = String(repeating: "é", count: CPRState.Limits.reasonBytes)
+        let clipped = CPRState.clipped(long)
+        #expect(clipped.utf8.count <= CPRState.Limits.reasonBytes && clipped.hasSuffix("..."))
+        #expect(CPRState.clipped("short") == "short")
+        var state = Self.sample()
+        state.rollbackReason = clipped
+        try state.validate()
+    }
+
     @Test func roundTrip() throws {
         let fd = try Self.sample().writeToMemfd()
         defer { close(fd) }

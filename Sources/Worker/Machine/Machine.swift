@@ -44,7 +44,7 @@ public final class Machine {
     var liveUpdateInfo: JSONObject?
     /// The MSRs a save reads (Machine+State), fetched once.
     var msrIndexList: [UInt32]?
-    /// Teardown holders of earlier images (LiveUpdate), reaped by the watchdog timer.
+    /// Teardown holders and vCPU bridges of earlier live updates, reaped on SIGCHLD.
     var unreapedChildren: [Int32] = []
     /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.
     var outgoingMigration: OutgoingMigration?
@@ -174,7 +174,7 @@ public final class Machine {
         try watchSignals()
         try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in
             probeIdleVcpus()
-            reapChildren()
+            reapChildren()  // a backstop: a task that exited before its pid was listed
             extendServiceTimeoutIfBusy()
         }
         StartupTrace.mark("signals, timer")
@@ -254,7 +254,8 @@ public final class Machine {
     }
 
     /// SIGINT and SIGTERM end the VM in order (exit 0); SIGHUP asks for a live update
-    /// (systemd's reload). All three arrive through a signalfd on the loop thread.
+    /// (systemd's reload); SIGCHLD reaps the tasks earlier updates left. All arrive through a
+    /// signalfd on the loop thread.
     private func watchSignals() throws {
         var mask = sigset_t()
         sigemptyset(&mask)
@@ -267,6 +268,8 @@ public final class Machine {
                 switch Int32(info.ssi_signo) {
                 case SIGHUP:
                     liveUpdateOnSignal()
+                case SIGCHLD:
+                    reapChildren()
                 case SIGINT:
                     requestExit(status: 0, reason: "received SIGINT, shutting down")
                 default:
@@ -282,8 +285,10 @@ public final class Machine {
 
     private var lastExitCounts: [UInt64] = []
 
-    /// Collects teardown holders that have exited, so none lingers as a zombie.
-    private func reapChildren() {
+    /// Collects teardown holders and vCPU bridges that have exited, so none lingers as a
+    /// zombie (and the list a live update hands over stays short). By pid, never
+    /// waitpid(-1): migration's exec: children are reaped by their own owner.
+    func reapChildren() {
         unreapedChildren.removeAll { pid in
             var status: Int32 = 0
             let result = waitpid(pid, &status, WNOHANG)

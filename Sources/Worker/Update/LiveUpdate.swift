@@ -49,9 +49,33 @@ enum LiveUpdate {
                 Log.error("live update without vCPU bridges (the guest stays paused across the exec): \(error)")
             }
         }
+        // The CPR state as far as it is known before the pause: whatever would make the new
+        // image (and a rollback) refuse it must refuse the update here, with the VM untouched.
+        machine.reapChildren()
+        var cpr = CPRState(
+            generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
+            startedMonotonicNanoseconds: 0, pausedMonotonicNanoseconds: 0, vmStarted: machine.vmStarted,
+            history: machine.updateHistory)
+        cpr.fds = machine.handoverFDs
+        if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
+        if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
+        if let bridge { cpr.fds.append(CPRState.InheritedFD(name: VcpuBridge.handoverName, fd: bridge.fd)) }
+        cpr.teardownHolders = machine.unreapedChildren + (bridge?.pids ?? [])
+        do {
+            try cpr.validate()
+        } catch {
+            if let bridge {
+                machine.unreapedChildren += bridge.release()
+                close(bridge.fd)
+            }
+            if stateFD >= 0 { close(stateFD) }
+            return "\(error); the update is refused before the pause"
+        }
         let started = monotonicNanoseconds()
         if wasRunning { machine.pause() }
         let paused = monotonicNanoseconds()
+        cpr.startedMonotonicNanoseconds = started
+        cpr.pausedMonotonicNanoseconds = paused
         machine.runState = .finishMigrate
         var cprFD: Int32 = -1
         let reason: String
@@ -73,16 +97,7 @@ enum LiveUpdate {
             }
             // The device state is saved: the guest may run on, in the bridges, from here.
             bridge?.run()
-            var cpr = CPRState(
-                generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
-                startedMonotonicNanoseconds: started, pausedMonotonicNanoseconds: paused,
-                vmStarted: machine.vmStarted, history: machine.updateHistory)
             cpr.execMonotonicNanoseconds = monotonicNanoseconds()
-            cpr.fds = machine.handoverFDs
-            if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
-            if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
-            if let bridge { cpr.fds.append(CPRState.InheritedFD(name: VcpuBridge.handoverName, fd: bridge.fd)) }
-            cpr.teardownHolders = machine.unreapedChildren + (bridge?.pids ?? [])
             cprFD = try cpr.writeToMemfd()
             if stateFD >= 0 {
                 // From here until the new image resumes the guest, a crash of the process

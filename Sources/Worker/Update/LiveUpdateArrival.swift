@@ -111,7 +111,7 @@ enum LiveUpdateArrival {
             ]
         }
         let total = (resumed - min(resumed, cpr.startedMonotonicNanoseconds)) / 1000
-        let result = rollbackReason(cpr).map { "rolled back: \($0)" } ?? "completed"
+        let result = CPRState.clipped(rollbackReason(cpr).map { "rolled back: \($0)" } ?? "completed")
         var record = CPRState.Update(
             generation: cpr.generation, from: cpr.previous, to: Machine.currentImage,
             pauseMicroseconds: pause, totalMicroseconds: total, result: result, time: ProcessClock.now())
@@ -174,7 +174,7 @@ enum LiveUpdateArrival {
         }
         guard let incoming else { return "cannot roll back without the state's URI: \(reason)" }
         var state = cpr
-        state.rollbackReason = "\(Machine.executablePath) (version \(BuildInfo.version), build id \(BuildInfo.buildID)) could not load the state: \(reason)"
+        state.rollbackReason = CPRState.clipped("\(Machine.executablePath) (version \(BuildInfo.version), build id \(BuildInfo.buildID)) could not load the state: \(reason)")
         let arguments = IncomingOption.removed(from: cpr.previousArguments) + ["-incoming", incoming.description]
         Log.error("live update failed in the new image: \(reason); rolling back to \(cpr.previous.path)")
         do {
