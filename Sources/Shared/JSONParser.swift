@@ -1,5 +1,6 @@
 // Strict RFC 8259 parser over UTF-8 bytes. It keeps open containers on an explicit stack
 // instead of recursing, so nesting depth is limited by `maxDepth`, never by the thread's stack.
+// An object with a repeated member name is refused (RFC 8259 leaves it open; QEMU refuses).
 
 struct JSONParser {
     private let bytes: [UInt8]
@@ -69,7 +70,16 @@ struct JSONParser {
                 }
                 skipWhitespace()
                 if consume(UInt8(ascii: ",")) {
-                    if stack[top].isObject { stack[top].key = try parseKey(after: "','") }
+                    if stack[top].isObject {
+                        skipWhitespace()
+                        let keyStart = position
+                        stack[top].key = try parseKey(after: "','")
+                        // As QEMU's parser: a repeated member is an error, not "last one wins"
+                        // ({"execute": "query-name", "execute": "stop"} must not stop the VM).
+                        if stack[top].members[stack[top].key] != nil {
+                            throw JSONError("duplicate key '\(stack[top].key)'", offset: keyStart)
+                        }
+                    }
                     break
                 }
                 let closing = stack[top].isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")

@@ -130,6 +130,11 @@ extension VirtualMachines {
                 guard !expected.isEmpty else { continue }
                 #expect(client.nextReply() == expected, "after sending \(line)")
             }
+            // Duplicate members are refused, as by QEMU: a filter that allows query-* cannot be
+            // bypassed with a second "execute" that the server would take instead.
+            client.send(#"{"execute": "query-name", "execute": "stop"}"#)
+            #expect(client.nextReply()?.contains("duplicate key 'execute'") == true)
+            #expect(client.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "running", "running": true}}"#, "the duplicate 'stop' ran")
             client.send(#"{"execute": "query-status", "arguments": {"x": tru}}"#)
             #expect(client.nextReply()?.hasPrefix(#"{"error": {"class": "GenericError", "desc": "JSON parse error"#) == true)
             #expect(client.execute(#"{"execute": "query-status"}"#)?.contains("running") == true, "the connection survives parse errors")
@@ -153,6 +158,41 @@ extension VirtualMachines {
             #expect(client.execute(#"{"execute": "query-status"}"#)?.contains("running") == true, "QMP still answers")
             _ = vm.terminate()
             #expect(vm.stderr.contains("monitor client does not read its replies; disconnecting it"))
+        }
+
+        @Test("64 clients connecting at once are all greeted (the listen backlog was 8)")
+        func manyConcurrentConnections() throws {
+            let (vm, path) = try Self.startVM()
+            // Stop the loop from accepting while the clients connect: they wait in the backlog.
+            kill(vm.pid, SIGSTOP)
+            // Non-blocking connects: a full backlog answers EAGAIN at once instead of waiting.
+            var clients: [Int32] = []
+            var refused: [Int32] = []
+            for _ in 0..<64 {
+                let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+                var address = sockaddr_un()
+                address.sun_family = sa_family_t(AF_UNIX)
+                withUnsafeMutableBytes(of: &address.sun_path) { raw in
+                    raw.copyBytes(from: path.utf8)
+                    raw[path.utf8.count] = 0
+                }
+                let result = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+                if result == 0 { clients.append(fd) } else { refused.append(errno); close(fd) }
+            }
+            kill(vm.pid, SIGCONT)
+            defer { for fd in clients { close(fd) } }
+            #expect(refused.isEmpty, "\(refused.count) of 64 connections refused (errno \(refused.first ?? 0))")
+            for fd in clients {
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                var bytes = [UInt8](repeating: 0, count: 256)
+                let n = poll(&poller, 1, 10_000) == 1 ? recv(fd, &bytes, bytes.count, 0) : -1
+                let line = n > 0 ? String(decoding: bytes[..<n], as: UTF8.self) : "nothing"
+                #expect(line.hasPrefix(#"{"QMP": "#), "no greeting: \(line)")
+            }
+            Self.expectStillTicking(vm, "64 connections")
+            _ = vm.terminate()
         }
 
         @Test("socket files are 0600; a stale one is replaced, a live one refused")

@@ -48,11 +48,12 @@ import Testing
         #expect(JSON.serialize(value) == #"{"z": 1, "a": 2, "m": 3}"#)
     }
 
-    @Test func duplicateKeyReplacesTheValueInPlace() throws {
-        let value = try JSON.parse(#"{"a": 1, "b": 2, "a": 3}"#)
-        #expect(value.objectValue?.keys == ["a", "b"])
-        #expect(value["a"] == 3)
-        #expect(value.objectValue?.count == 2)
+    @Test("a repeated member name is refused, as QEMU's parser does, at any depth")
+    func duplicateKeyIsRefused() throws {
+        let error = #expect(throws: JSONError.self) { try JSON.parse(#"{"a": 1, "b": 2, "a": 3}"#) }
+        #expect(error.map { "\($0)" }?.contains("duplicate key 'a'") == true, "\(String(describing: error))")
+        #expect(throws: JSONError.self) { try JSON.parse(#"{"x": [{"k": 1, "k": 1}]}"#) }
+        #expect(try JSON.parse(#"{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}"#)["a"]?["a"] == 1, "the same name in different objects is fine")
     }
 
     @Test func stringEscapes() throws {

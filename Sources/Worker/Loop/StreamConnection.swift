@@ -109,6 +109,9 @@ final class SocketServer {
         if let inherited {
             _ = fcntl(inherited, F_SETFD, FD_CLOEXEC)
             _ = fcntl(inherited, F_SETFL, fcntl(inherited, F_GETFL) | O_NONBLOCK)
+            // listen() again only sets the backlog: an image that listened with a shorter one
+            // hands over a socket that gets this image's (UnixListener).
+            _ = listen(inherited, SOMAXCONN)
             listenFD = inherited
         } else {
             listenFD = try UnixListener.listen(path: path, context: context)

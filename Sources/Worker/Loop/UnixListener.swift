@@ -26,7 +26,9 @@ enum UnixListener {
                 throw ConfigurationError("\(context): cannot listen: \(why)")
             }
         }
-        guard Glibc.listen(fd, 8) == 0 else {
+        // Clients that connect while the loop is busy (or the process execs) wait in the
+        // backlog; the kernel caps SOMAXCONN at net.core.somaxconn.
+        guard Glibc.listen(fd, SOMAXCONN) == 0 else {
             close(fd)
             throw ConfigurationError("\(context): listen: \(SystemError.describe(errno))")
         }
