@@ -8,10 +8,10 @@ import Glibc
 /// number travels in the environment variable `CPRState.environmentVariable`.
 public struct CPRState: Sendable {
     public static let environmentVariable = "CPRVMM_CPR_STATE_FD"
-    static let sectionName = "cpr"
-    static let sectionVersion: UInt32 = 1
-    static let recordSectionName = "cpr.record"
-    static let recordSectionVersion: UInt32 = 1
+    public static let sectionName = "cpr"
+    public static let sectionVersion: UInt32 = 1
+    public static let recordSectionName = "cpr.record"
+    public static let recordSectionVersion: UInt32 = 1
 
     /// Set when the "cpr.record" section could not be read: this image can still roll back.
     public var unreadableRecord: String?

@@ -6,6 +6,9 @@ import Shared
 /// Returns the process exit status; the Supervisor stub owns the process around it.
 public enum Worker {
     public static func main(arguments: [String]) -> Int32 {
+        // A live update's preflight asks what this binary reads; it starts no VM and takes
+        // nothing (no fd store, no CPR state).
+        if CPRExecProbe.isRequested(arguments) { return CPRExecProbe.answer(arguments: arguments) }
         // A live update left state for this image, or systemd passed back its fd store after
         // a crash: take it before anything else.
         let stored = serviceManager?.takeStoredFDs() ?? []

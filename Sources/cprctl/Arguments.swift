@@ -8,7 +8,7 @@ enum CprctlCommand: Equatable {
     case update(UpdateOptions)
 }
 
-/// `cprctl update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--timeout S] [-- ARGS...]`.
+/// `cprctl update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--no-probe] [--timeout S] [-- ARGS...]`.
 struct UpdateOptions: Equatable {
     var target: VMTarget = .automatic
     /// The program to exec; default: the running image's argv[0], resolved again.
@@ -19,6 +19,9 @@ struct UpdateOptions: Equatable {
     /// --no-bridges: the guest stays paused across the exec (x-cpr-exec-bridges off), for a
     /// new binary that predates vCPU bridges (it refuses a bridged state and rolls back).
     var noBridges = false
+    /// --no-probe: exec without first asking the binary what it reads (x-cpr-exec-probe off),
+    /// for a binary older than the probe (it refuses the --cpr-probe option).
+    var noProbe = false
 }
 
 struct StatusOptions: Equatable {
@@ -146,6 +149,9 @@ enum ArgumentParser {
             case "--no-bridges":
                 guard inline == nil else { throw UsageError("option '--no-bridges' takes no value \(helpHint)") }
                 options.noBridges = true
+            case "--no-probe":
+                guard inline == nil else { throw UsageError("option '--no-probe' takes no value \(helpHint)") }
+                options.noProbe = true
             case "--timeout":
                 let text = try value()
                 guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {

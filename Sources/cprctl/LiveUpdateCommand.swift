@@ -27,12 +27,27 @@ enum LiveUpdateCommand {
             var parameters: JSONObject = ["mode": "cpr-exec", "cpr-exec-command": .array(command)]
             // Only when asked: a VMM that predates bridges does not know the parameter.
             if options.noBridges { parameters["x-cpr-exec-bridges"] = .bool(false) }
+            if options.noProbe { parameters["x-cpr-exec-probe"] = .bool(false) }
             _ = try client.execute("migrate-set-parameters", arguments: parameters)
-            _ = try client.execute("migrate", arguments: ["uri": .string(state)])
+            if let refusal = try migrateRefusal({ _ = try client.execute("migrate", arguments: ["uri": .string(state)]) }) {
+                return .failure("live update refused: \(refusal); the VM runs on the previous binary")
+            }
             client.close()
             return waitForOutcome(path, before: before, timeout: options.timeoutSeconds)
         } catch {
             return .failure("\(error)")
+        }
+    }
+
+    /// The VMM's reason when it refuses `migrate` (QMP error), nil when it took it; other
+    /// errors (a lost connection) are thrown.
+    private static func migrateRefusal(_ migrate: () throws -> Void) throws -> String? {
+        do {
+            try migrate()
+            return nil
+        } catch let error as QMPClientError {
+            guard case .command(_, let desc) = error else { throw error }
+            return desc
         }
     }
 

@@ -14,8 +14,8 @@ enum Usage {
                               vCPUs, RAM blocks and sockets.
                               --json prints the VMM's x-query-cprvmm reply as JSON.
                               --timeout bounds each wait for the VM (default 5 s).
-          update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--timeout SECONDS]
-                 [-- ARGS...]
+          update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--no-probe]
+                 [--timeout SECONDS] [-- ARGS...]
                               Live-update the VM (cpr-exec): exec the binary again in the
                               same process with the current command line (or ARGS), guest
                               RAM kept in place; waits for the outcome (default 60 s).
@@ -23,6 +23,9 @@ enum Usage {
                               picked up; --binary names another one. Exit 0 when the new
                               image runs the guest, 1 with the reason on a refusal, a
                               failed exec or a rollback (the VM then runs on the old one).
+                              Before the guest is paused, the binary is run with
+                              --cpr-probe and must answer that it reads this VM's state;
+                              --no-probe skips that, for a binary older than the probe.
                               --no-bridges keeps the guest paused across the exec, for a
                               binary older than vCPU bridges (it would roll back).
           help                Show this help.

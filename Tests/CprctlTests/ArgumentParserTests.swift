@@ -59,6 +59,7 @@ import Testing
     @Test func updateOptions() throws {
         #expect(try ArgumentParser.parse(["update", "web1"]) == .update(UpdateOptions(target: .name("web1"))))
         #expect(try ArgumentParser.parse(["update", "web1", "--no-bridges"]) == .update(UpdateOptions(target: .name("web1"), noBridges: true)))
+        #expect(try ArgumentParser.parse(["update", "web1", "--no-probe"]) == .update(UpdateOptions(target: .name("web1"), noProbe: true)))
         #expect(throws: UsageError("option '--no-bridges' takes no value (try 'cprctl --help')")) {
             try ArgumentParser.parse(["update", "--no-bridges=yes"])
         }

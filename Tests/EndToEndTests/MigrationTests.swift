@@ -85,7 +85,7 @@ extension VirtualMachines {
             let (source, client) = try Self.start(arguments)
             source.waitForOutput("tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
             #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-reboot"}}"#) == #"{"return": {}}"#)
-            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#) == #"{"return": {"mode": "cpr-reboot", "cpr-exec-command": [], "x-cpr-exec-bridges": true}}"#)
+            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#) == #"{"return": {"mode": "cpr-reboot", "cpr-exec-command": [], "x-cpr-exec-bridges": true, "x-cpr-exec-probe": true}}"#)
             #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
             #expect(Self.waitForMigration(client).contains(#""status": "completed""#))
             _ = client.execute(#"{"execute": "quit"}"#)

@@ -123,7 +123,15 @@ extension VirtualMachines {
             let directory = try GuestBuilder.temporaryDirectory()
             let serial = directory.appendingPathComponent("serial").path
             let crash = directory.appendingPathComponent("crash").path
-            try "#!/bin/sh\n# a new binary that crashes as it starts\nkill -KILL $$\n".write(toFile: crash, atomically: true, encoding: .utf8)
+            // A new binary that answers the update probe (through a working cprvmm) and then
+            // crashes as it starts, after the exec.
+            try """
+                #!/bin/sh
+                for last; do :; done
+                [ "$last" = --cpr-probe ] && exec \(Binaries.cprvmm) "$@"
+                kill -KILL $$
+
+                """.write(toFile: crash, atomically: true, encoding: .utf8)
             chmod(crash, 0o755)
             let notify = try NotifySocket()
             defer { notify.close() }

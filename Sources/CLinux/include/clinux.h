@@ -68,4 +68,13 @@ pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd);
 
 // pipe2(2) sits behind _GNU_SOURCE. Returns 0 or -errno.
 int clinux_pipe2(int fds[2], int flags);
+
+// Runs `path` with `argv` and `envp` in a new process group (so the program and whatever it
+// started can be killed with kill(-pid, ...)), stdin from /dev/null, stdout and stderr on
+// `out_fd` and `err_fd`, no other fd, default signal handling and an empty signal mask.
+// For the live-update probe (CPRExecProbe). Returns the pid, or -errno.
+pid_t clinux_spawn_probe(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd);
+
+// pidfd_open(2): an fd that becomes readable when the process exits. Returns it, or -errno.
+int clinux_pidfd_open(pid_t pid);
 #endif

@@ -88,6 +88,31 @@ final class EventLoop {
         }
     }
 
+    /// Calls `handler` once, after `milliseconds`, unless `cancelTimeout` comes first.
+    /// Returns the timer's fd, the handle for `cancelTimeout`.
+    func addTimeout(milliseconds: Int, handler: @escaping () -> Void) throws(SystemError) -> Int32 {
+        let fd = try retryingOnEINTR("timerfd_create", { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK)) })
+        let value = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var spec = itimerspec(it_interval: timespec(), it_value: value)
+        do {
+            try retryingOnEINTR("timerfd_settime", { timerfd_settime(fd, 0, &spec, nil) })
+            try add(fd, events: CLINUX_EPOLLIN) { [unowned self] _ in
+                cancelTimeout(fd)
+                handler()
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    func cancelTimeout(_ fd: Int32) {
+        guard handlers[fd] != nil else { return }
+        remove(fd)
+        close(fd)
+    }
+
     func stop() { stopped = true }
 
     /// Dispatches events until `stop()` is called from a handler or posted work.

@@ -34,8 +34,14 @@ public final class Machine {
     /// `migrate-set-parameters x-cpr-exec-bridges`: a live update keeps the guest running in
     /// vCPU bridges across the exec (VcpuBridge). On by default.
     var cprExecBridges = true
+    /// `migrate-set-parameters x-cpr-exec-probe`: a live update first runs the target program
+    /// with `--cpr-probe` and execs only into one that reads this update's state (CPRExecProbe).
+    /// On by default; off for a target older than the probe.
+    var cprExecProbe = true
     /// A live update is scheduled or running; a SIGHUP meanwhile sets `updateSignalDeferred`.
     var liveUpdatePending = false
+    /// The process group of the running update probe (CPRExecProbe), if one runs.
+    var liveUpdateProbe: pid_t?
     var updateSignalDeferred = false
     /// Live updates this VM went through (generation = how many succeeded), carried from
     /// image to image in the CPR state; and the latest live update's outcome for query-migrate.
@@ -203,6 +209,11 @@ public final class Machine {
         }
         try startServiceWatchdog()
         loop.run()
+        if liveUpdatePending {
+            // The VM is shutting down: an update whose probe still runs is dropped.
+            if let probe = liveUpdateProbe { kill(-probe, SIGKILL) }
+            Log.info("live update dropped: the VM is shutting down")
+        }
         shutdownVcpus()
         serialBackend?.restoreTerminal()
         emptyServiceFDStore()

@@ -7,6 +7,7 @@ extension Machine {
     static let ramChunkSize = 64 << 10
     static let ramHeaderSection = "ram.at"
     static let ramDataSection = "ram.data"
+    static let ramSectionVersion: UInt32 = 1
 
     /// KVM_GET_MSR_INDEX_LIST, fetched once: a live update asks before it pauses the guest.
     func cacheMSRIndexList() throws(SystemError) {
@@ -56,8 +57,8 @@ extension Machine {
                     header.u32(UInt32(blockIndex))
                     header.u64(UInt64(offset))
                     header.u32(UInt32(length))
-                    try writer.writeSection(Machine.ramHeaderSection, version: 1, payload: header.bytes)
-                    try writer.writeSection(Machine.ramDataSection, version: 1, payload: chunk)
+                    try writer.writeSection(Machine.ramHeaderSection, version: Machine.ramSectionVersion, payload: header.bytes)
+                    try writer.writeSection(Machine.ramDataSection, version: Machine.ramSectionVersion, payload: chunk)
                     ramWritten += UInt64(length)
                 }
                 offset += length

@@ -54,6 +54,9 @@ struct HumanMonitor {
             case "x-cpr-exec-bridges":
                 guard words.count == 3, ["on", "off"].contains(words[2]) else { return "Error: usage: migrate_set_parameter x-cpr-exec-bridges on|off\n" }
                 machine.cprExecBridges = words[2] == "on"
+            case "x-cpr-exec-probe":
+                guard words.count == 3, ["on", "off"].contains(words[2]) else { return "Error: usage: migrate_set_parameter x-cpr-exec-probe on|off\n" }
+                machine.cprExecProbe = words[2] == "on"
             default:
                 return "Error: unknown migration parameter '\(words[1])'\n"
             }
@@ -131,7 +134,7 @@ struct HumanMonitor {
         case "migrate":
             return HumanMonitor.describeMigration(machine.migrationInfo)
         case "migrate_parameters":
-            return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\n"
+            return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\nx-cpr-exec-probe: \(machine.cprExecProbe ? "on" : "off")\n"
         case "memdev":
             return machine.ramBlocks.map { block in
                 var text = "memory backend: \(block.name)\n"

@@ -5,7 +5,7 @@ extension QMPCommands {
     static let migration: [QMPCommand] = [
         QMPCommand(name: "migrate-set-parameters", parameters: [
             .optional("mode", .string), .optional("cpr-exec-command", .array), .optional("cpr-exec-args", .array),
-            .optional("x-cpr-exec-bridges", .bool),
+            .optional("x-cpr-exec-bridges", .bool), .optional("x-cpr-exec-probe", .bool),
         ]) { machine, arguments in
             // Check everything before changing anything.
             let mode = try arguments["mode"]?.stringValue.map(parseMode)
@@ -13,6 +13,7 @@ extension QMPCommands {
             if let mode { machine.migrationMode = mode }
             if let command { machine.cprExecCommand = command }
             if let bridges = arguments["x-cpr-exec-bridges"]?.boolValue { machine.cprExecBridges = bridges }
+            if let probe = arguments["x-cpr-exec-probe"]?.boolValue { machine.cprExecProbe = probe }
             return .object([:])
         },
         QMPCommand(name: "query-migrate-parameters", parameters: []) { machine, _ in
@@ -20,6 +21,7 @@ extension QMPCommands {
                 "mode": .string(machine.migrationMode.rawValue),
                 "cpr-exec-command": .array(machine.cprExecCommand.map { .string($0) }),
                 "x-cpr-exec-bridges": .bool(machine.cprExecBridges),
+                "x-cpr-exec-probe": .bool(machine.cprExecProbe),
             ])
         },
         QMPCommand(name: "migrate", parameters: [

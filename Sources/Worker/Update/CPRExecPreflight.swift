@@ -3,7 +3,8 @@ import Glibc
 /// The checks a live update makes while the VM still runs, so a refusal touches nothing.
 /// Each failure is one line saying what blocks the update and how to fix it.
 enum CPRExecPreflight {
-    static func check(machine: Machine, uri: MigrationURI, command: [String]) throws(QMPError) {
+    /// Returns the program's path.
+    static func check(machine: Machine, uri: MigrationURI, command: [String]) throws(QMPError) -> String {
         guard let program = command.first, !program.isEmpty else {
             throw QMPError("cpr-exec mode requires setting cpr-exec-command (migrate-set-parameters cpr-exec-command, or HMP migrate_set_parameter cpr-exec-command PROGRAM ARGS...)")
         }
@@ -21,6 +22,7 @@ enum CPRExecPreflight {
         guard access(path, X_OK) == 0 else {
             throw QMPError("cpr-exec-command: \(path): \(SystemError.describe(errno)); the VM keeps running")
         }
+        return path
     }
 
     /// QEMU's wording, plus what to do about this kind of block.

@@ -9,27 +9,59 @@ extension Machine {
     func startLiveUpdate(uri: MigrationURI, command: [String]) throws(QMPError) {
         if liveUpdatePending { throw QMPError("a live update is already in progress") }
         if let job = outgoingMigration, !job.currentStatus.isFinished { throw QMPError("There's a migration process in progress") }
-        try CPRExecPreflight.check(machine: self, uri: uri, command: command)
+        let path = try CPRExecPreflight.check(machine: self, uri: uri, command: command)
         liveUpdatePending = true
         Worker.notifyService(.reloading(status: "live update: exec \(command[0])"))
-        loop.post { [self] in
-            // A SIGTERM or quit taken between the request and now wins: an exec would carry
-            // on a VM that systemd (or the operator) is stopping, and the request is consumed.
-            guard !isExiting else {
-                liveUpdatePending = false
-                Log.info("live update dropped: the VM is shutting down")
-                return
-            }
-            let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
-            // Still here: the update did not happen and the VM runs on this image again.
-            liveUpdatePending = false
-            Log.error("live update failed, the VM continues on this image: \(reason)")
-            liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
-            outgoingMigration = nil
-            emit(.migration(status: MigrationStatus.failed.rawValue))
-            Worker.notifyService(.ready(status: "\(serviceStatus), live update failed: \(reason)"))
-            releaseDeferredUpdateSignal()
+        guard cprExecProbe else {
+            loop.post { [self] in runLiveUpdate(uri: uri, command: command) }
+            return
         }
+        // The probe runs while the guest runs and the loop serves; the update follows when it
+        // answered (a few ms for a cprvmm), or is refused with its answer.
+        do {
+            let probe = try CPRExecProbe.start(command: command, path: path, bridges: cprExecBridges, loop: loop) { [self] refusal in
+                probeAnswered(refusal, uri: uri, command: command)
+            }
+            liveUpdateProbe = probe
+        } catch {
+            liveUpdatePending = false
+            Worker.notifyService(.ready(status: "\(serviceStatus), live update refused: \(error)"))
+            throw QMPError("cpr-exec-command: \(error); the VM keeps running")
+        }
+    }
+
+    private func probeAnswered(_ refusal: String?, uri: MigrationURI, command: [String]) {
+        liveUpdateProbe = nil
+        if let refusal {
+            liveUpdateFailed(refusal)
+        } else {
+            runLiveUpdate(uri: uri, command: command)
+        }
+    }
+
+    private func runLiveUpdate(uri: MigrationURI, command: [String]) {
+        // A SIGTERM or quit taken between the request and now wins: an exec would carry
+        // on a VM that systemd (or the operator) is stopping, and the request is consumed.
+        guard !isExiting else {
+            liveUpdatePending = false
+            Log.info("live update dropped: the VM is shutting down")
+            return
+        }
+        let reason = LiveUpdate.perform(machine: self, uri: uri, command: command, arguments: CommandLine.arguments)
+        // Still here: the update did not happen and the VM runs on this image again.
+        liveUpdateFailed(reason)
+    }
+
+    /// The update did not happen (refused by the probe, or it failed before or at the exec):
+    /// the VM runs on this image, and every observer hears why.
+    private func liveUpdateFailed(_ reason: String) {
+        liveUpdatePending = false
+        Log.error("live update failed, the VM continues on this image: \(reason)")
+        liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
+        outgoingMigration = nil
+        emit(.migration(status: MigrationStatus.failed.rawValue))
+        Worker.notifyService(.ready(status: "\(serviceStatus), live update failed: \(reason)"))
+        releaseDeferredUpdateSignal()
     }
 
     /// SIGHUP: a live update with the configured command, or by default the same program

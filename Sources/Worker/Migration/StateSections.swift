@@ -1,0 +1,27 @@
+import CKVM
+import Shared
+
+/// Every kind of section this build writes into a state stream and reads back, with its
+/// version (each reader accepts exactly its own version today). A live update's probe
+/// (CPRExecProbe) compares the new binary's table with this one before the guest is paused.
+enum StateSections {
+    /// Section name (`cpu` for every `cpu.N`) → version.
+    static let versions: [String: UInt32] = [
+        MachineDescription.sectionName: MachineDescription.sectionVersion,
+        "cpu": VcpuState.sectionVersion,
+        PlatformState.sectionName: PlatformState.sectionVersion,
+        Serial16550.sectionName: Serial16550.sectionVersion,
+        Machine.ramHeaderSection: Machine.ramSectionVersion,
+        Machine.ramDataSection: Machine.ramSectionVersion,
+        VcpuBridge.sectionName: VcpuBridge.sectionVersion,
+    ]
+
+    /// The CPR state's sections (the handoff apart from the VM state).
+    static let cprVersions: [String: UInt32] = [
+        CPRState.sectionName: CPRState.sectionVersion,
+        CPRState.recordSectionName: CPRState.recordSectionVersion,
+    ]
+
+    /// The layout version of the vCPU bridges' shared region (ckvm_bridge.h).
+    static let bridgeRegionVersion = UInt32(CKVM_BRIDGE_VERSION)
+}
