@@ -151,6 +151,13 @@ pid_t clinux_spawn_probe(const char *path, char *const argv[], char *const envp[
     return rc != 0 ? -rc : pid;
 }
 
+pid_t clinux_peer_pid(int fd) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -errno;
+    return credentials.pid > 0 ? credentials.pid : -ESRCH;
+}
+
 int clinux_pidfd_open(pid_t pid) {
     long fd = syscall(SYS_pidfd_open, pid, 0);
     return fd < 0 ? -errno : (int)fd;

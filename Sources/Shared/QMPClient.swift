@@ -97,6 +97,9 @@ public final class QMPClient {
         channel.close()
     }
 
+    /// The pid of the process serving this connection (SO_PEERCRED), while connected.
+    public var serverPID: pid_t? { channel.peerPID }
+
     /// Closes the connection; later calls to `execute` fail. Called by deinit too.
     public func close() {
         channel.close()
@@ -158,6 +161,12 @@ struct QMPChannel {
     mutating func close() {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
+    }
+
+    /// The server process's pid (the peer credentials of the connection), if known.
+    var peerPID: pid_t? {
+        let pid = fd >= 0 ? clinux_peer_pid(fd) : -EBADF
+        return pid > 0 ? pid : nil
     }
 
     /// CLOCK_MONOTONIC deadline, in nanoseconds, `seconds` from now.

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Shared
 
@@ -23,6 +24,10 @@ enum LiveUpdateCommand {
             // The state travels in a memfd the new image inherits: no file system involved.
             let state = "memfd:"
             let client = try QMPClient(path: path, timeoutSeconds: 10)
+            // The VMM's process, watched through a pidfd: if it dies during the update, say so
+            // at once instead of waiting for the timeout.
+            let watch = client.serverPID.map { pid in (pid: pid, fd: clinux_pidfd_open(pid)) }
+            defer { if let watch, watch.fd >= 0 { close(watch.fd) } }
             let command: [JSONValue] = ([binary] + arguments + ["-incoming", state]).map { .string($0) }
             var parameters: JSONObject = ["mode": "cpr-exec", "cpr-exec-command": .array(command)]
             // Only when asked: a VMM that predates bridges does not know the parameter.
@@ -30,10 +35,12 @@ enum LiveUpdateCommand {
             if options.noProbe { parameters["x-cpr-exec-probe"] = .bool(false) }
             _ = try client.execute("migrate-set-parameters", arguments: parameters)
             if let refusal = try migrateRefusal({ _ = try client.execute("migrate", arguments: ["uri": .string(state)]) }) {
-                return .failure("live update refused: \(refusal); the VM runs on the previous binary")
+                // The VMM's refusals end with "the VM keeps running" already.
+                let tail = refusal.hasSuffix("the VM keeps running") ? "" : "; the VM runs on the previous binary"
+                return .failure("live update refused: \(refusal)\(tail)")
             }
             client.close()
-            return waitForOutcome(path, before: before, timeout: options.timeoutSeconds)
+            return waitForOutcome(path, before: before, timeout: options.timeoutSeconds, process: watch.flatMap { $0.fd >= 0 ? $0 : nil })
         } catch {
             return .failure("\(error)")
         }
@@ -70,10 +77,17 @@ enum LiveUpdateCommand {
 
     /// Polls until the generation grows (success), a rollback is recorded, or the old image
     /// reports the exec failed. The socket stays connectable throughout: it is handed over.
-    private static func waitForOutcome(_ path: String, before: Snapshot, timeout: Double) -> CprctlResult {
+    private static func waitForOutcome(_ path: String, before: Snapshot, timeout: Double, process: (pid: pid_t, fd: Int32)?) -> CprctlResult {
         let deadline = Formatting.now() + timeout
         while Formatting.now() < deadline {
-            usleep(20_000)
+            if let process {
+                var exited = pollfd(fd: process.fd, events: Int16(POLLIN), revents: 0)
+                if poll(&exited, 1, 20) == 1 {
+                    return .failure("live update failed: the VMM (pid \(process.pid)) exited during the update; the guest is lost unless systemd restarts the service from its fd store (see its log)")
+                }
+            } else {
+                usleep(20_000)
+            }
             guard let now = try? snapshot(path) else { continue }
             if now.generation > before.generation, let last = now.status["updates"]?.arrayValue?.last {
                 return CprctlResult(exitStatus: 0, output: summary(last, name: now.status["name"]?.stringValue) + "\n")

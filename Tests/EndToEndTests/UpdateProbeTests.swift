@@ -67,6 +67,25 @@ extension VirtualMachines {
             _ = vm.process.terminate()
         }
 
+        @Test("cprctl update says at once when the VMM dies during the update (a binary that passes the probe, then crashes)")
+        func cprctlNoticesTheVMMDying() throws {
+            let vm = try LU.start()
+            let crash = try Self.script("""
+                for last; do :; done
+                [ "$last" = --cpr-probe ] && exec \(Binaries.cprvmm) "$@"
+                kill -KILL $$
+                """)
+            defer { unlink(crash) }
+            let cprctl = Binaries.directory.appendingPathComponent("cprctl").path
+            let started = Date()
+            let result = try runTool(cprctl, ["update", "--socket", vm.qmp, "--binary", crash, "--timeout", "120"])
+            #expect(result.status == 1)
+            #expect(result.output.contains("live update failed: the VMM (pid \(vm.process.pid)) exited during the update"), "\(result.output)")
+            // Told when it happened, not when the 120 s ran out.
+            #expect(Date().timeIntervalSince(started) < 60, "cprctl waited for its timeout")
+            #expect(vm.process.waitForExit(timeout: 10) != nil)
+        }
+
         @Test("the probe goes through a prefix command, and --cpr-probe itself starts no VM")
         func probeThroughPrefix() throws {
             let direct = try runCprvmm(["-m", "16", "--cpr-probe"])

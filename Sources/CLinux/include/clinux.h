@@ -77,4 +77,8 @@ pid_t clinux_spawn_probe(const char *path, char *const argv[], char *const envp[
 
 // pidfd_open(2): an fd that becomes readable when the process exits. Returns it, or -errno.
 int clinux_pidfd_open(pid_t pid);
+
+// The pid of the process at the other end of a connected UNIX socket (SO_PEERCRED; struct
+// ucred sits behind _GNU_SOURCE), in the caller's pid namespace. Returns it, or -errno.
+pid_t clinux_peer_pid(int fd);
 #endif
