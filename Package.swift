@@ -9,7 +9,7 @@ let versionOverride: [CSetting] = ProcessInfo.processInfo.environment["CPRVMM_VE
 } ?? []
 
 // No third-party dependencies: every dependency lengthens the clean build and, worse,
-// the start-up of every new image during a live update (see notes/platform.md).
+// the start-up of every new image during a live update (see docs/platform.md).
 let package = Package(
     name: "cprvmm",
     products: [

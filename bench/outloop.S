@@ -16,7 +16,7 @@
 // A VMM that maps only the top 64 KiB below 4 GiB (no ISA alias at 0xF0000) runs it.
 //
 // All of it runs at CPL0 in real mode, i.e. in KVM's instruction emulator on kvm_pvm
-// (see notes/platform.md): three instructions per iteration, one of which exits to the VMM.
+// (see docs/platform.md): three instructions per iteration, one of which exits to the VMM.
 
 #ifndef COUNT
 #define COUNT 200000

@@ -9,7 +9,7 @@
 // F000:FFF0 (file offset 0xFFF0), near jumps only.
 //
 // NOTE: this runs at CPL0 in real mode, which on this host (kvm_pvm) is executed by KVM's
-// instruction emulator, not natively (notes/platform.md). How fast a kick (immediate_exit +
+// instruction emulator, not natively (docs/platform.md). How fast a kick (immediate_exit +
 // signal) is noticed may differ from a natively running CPL3 spin such as cprvmm's built-in
 // guest (mode=spin). reference-vmm --pause --cpl3 builds a CPL3 spin instead (no image).
 

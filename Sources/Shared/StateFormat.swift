@@ -12,8 +12,8 @@
 public enum StateFormat {
     public static let magic: [UInt8] = Array("CPRVMMST".utf8)
     public static let currentVersion: UInt32 = 1
-    /// A reader accepts its own format version and the previous one (DESIGN.md, Handoff
-    /// formats). When version 2 arrives this becomes `1...2` and `StateReader` keeps a
+    /// A reader accepts its own format version and the previous one (docs/platform.md, process
+    /// model). When version 2 arrives this becomes `1...2` and `StateReader` keeps a
     /// branch for each layout difference.
     public static let supportedVersions: ClosedRange<UInt32> = 1...currentVersion
     /// Larger payloads must be split into several sections (guest RAM goes in chunks), so a

@@ -7,7 +7,7 @@
 /* libsystemd's sd-daemon API, loaded on first use with dlopen("libsystemd.so.0").
  *
  * Why not link it: libsystemd.so pulls libgcrypt, lzma, zstd, lz4 and libcap into every
- * image, which costs 1.5-2.5 ms per exec on these hosts (notes/platform.md) -- inside the
+ * image, which costs 1.5-2.5 ms per exec on these hosts (docs/platform.md) -- inside the
  * guest pause of every live update -- and Debian ships no libsystemd.a, so a binary that links
  * it cannot be static. Loading it on first use keeps the pause free of it: a new image first
  * talks to systemd after the guest runs again. The prototypes come from libsystemd-dev's

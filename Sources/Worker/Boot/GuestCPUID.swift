@@ -1,7 +1,7 @@
 import CKVM
 
 /// The CPUID a vCPU reports: what KVM supports, minus features this host cannot run for a
-/// guest (notes/platform.md: KVM's emulator fails on CMPXCHG16B, XSAVE, POPCNT at CPL0),
+/// guest (docs/platform.md: KVM's emulator fails on CMPXCHG16B, XSAVE, POPCNT at CPL0),
 /// with the vCPU's own APIC id.
 enum GuestCPUID {
     static func entries(supported: [kvm_cpuid_entry2], vcpu: Int) -> [kvm_cpuid_entry2] {

@@ -20,7 +20,7 @@ public enum ServiceNotification: Equatable, Sendable {
     case removeStoredFD(name: String)
 }
 
-/// The conversation with the service manager. The Supervisor owns it (DESIGN.md) and installs
+/// The conversation with the service manager. The Supervisor owns it (docs/platform.md, process model) and installs
 /// it as `Worker.serviceManager`; without one (not under systemd) the VMM sends nothing.
 public protocol ServiceManager: AnyObject {
     /// Sends the notifications, in order; fd-less ones may share one message.

@@ -12,6 +12,6 @@ public struct ExecRequest {
 
 extension Worker {
     /// Performs the exec; returns only when it failed, with the reason. Installed by the
-    /// Supervisor, which owns the process (DESIGN.md: the Supervisor performs execve).
+    /// Supervisor, which owns the process (docs/platform.md: the Supervisor performs execve).
     nonisolated(unsafe) public static var execImage: (ExecRequest) -> String = { _ in "no exec support in this build" }
 }
