@@ -19,6 +19,9 @@ let package = Package(
     targets: [
         // C shims for what Swift cannot import: ioctl request numbers, kernel structs.
         .target(name: "CKVM"),
+        // The tasks a live update clones into the old image's address space (vCPU bridges,
+        // teardown holders): core runtime with its own rules (clone_task.h).
+        .target(name: "CBridge", dependencies: ["CKVM"]),
         // C shims for libc functions hidden behind _GNU_SOURCE (memfd_create, ...).
         .target(name: "CLinux", cSettings: versionOverride),
         // Guest programs, assembled from source by the normal build.
@@ -28,7 +31,7 @@ let package = Package(
         .target(name: "Shared", dependencies: ["CLinux"]),
         .target(
             name: "Worker",
-            dependencies: ["CKVM", "CLinux", "CGuest", "Shared"]
+            dependencies: ["CKVM", "CBridge", "CLinux", "CGuest", "Shared"]
         ),
         // The Supervisor's conversation with systemd (sd_notify, the fd store, the watchdog).
         .target(name: "Systemd", dependencies: ["CSystemd", "Shared", "Worker"]),

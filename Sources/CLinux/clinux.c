@@ -163,29 +163,3 @@ int clinux_pidfd_open(pid_t pid) {
     return fd < 0 ? -errno : (int)fd;
 }
 
-// Runs in a task that shares the parent's memory, fds and TLS pointer: raw syscalls only
-// (no libc state, no errno), and it never returns into libc.
-static int teardown_holder_main(void *argument) {
-    unsigned int ms = (unsigned int)(uintptr_t)argument;
-    uint64_t all = ~0ull;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof all);
-    // Tearing the old address space down takes a core for ~100 ms per GiB the guest touched
-    // (unmapping it), right while the guest runs on: at SCHED_IDLE it only takes idle time.
-    struct sched_param idle = { 0 };
-    syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &idle);
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    syscall(SYS_nanosleep, &ts, NULL);
-    syscall(SYS_exit, 0);
-    return 0;
-}
-
-int clinux_spawn_teardown_holder(unsigned int milliseconds) {
-    const size_t size = 64 * 1024;
-    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) return -errno;
-    // The stack is never unmapped: it belongs to the address space the holder keeps alive,
-    // which goes away with the holder.
-    int pid = clone(teardown_holder_main, (char *)stack + size, CLONE_VM | CLONE_FILES | SIGCHLD,
-                    (void *)(uintptr_t)milliseconds);
-    return pid < 0 ? -errno : pid;
-}

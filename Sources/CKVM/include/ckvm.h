@@ -142,7 +142,5 @@ static inline uint8_t *ckvm_run_mmio_data(struct kvm_run *run) { return run->mmi
 // KVM_EXIT_IO: size * count bytes at data_offset from the start of the page.
 static inline uint8_t *ckvm_run_io_data(struct kvm_run *run) { return (uint8_t *)run + run->io.data_offset; }
 
-// The vCPU bridges that run the guest across a live update's exec.
-#include "ckvm_bridge.h"
 
 #endif

@@ -35,13 +35,6 @@ pid_t clinux_gettid(void);
 // in memory: no file I/O) into buf; returns its length, 0 when there is none.
 size_t clinux_build_id(uint8_t *buf, size_t cap);
 
-// Starts a task that shares this process's address space and fd table and only sleeps for
-// `milliseconds`, then exits. When the process execs right after, the old address space and
-// fd table (with the old KVM VM) live on in that task and are torn down when it exits,
-// instead of inside the exec: a live update's guest pause does not wait for KVM's VM
-// destruction (~16 ms on this host). Returns the task's pid (reap it with waitpid) or -errno.
-int clinux_spawn_teardown_holder(unsigned int milliseconds);
-
 // The release version of this build (CPRVMM_VERSION, settable at build time; see Package.swift).
 const char *clinux_version(void);
 

@@ -10,7 +10,7 @@ protocol PortDevice: AnyObject {
     func bridgeAccess(offset: UInt16) -> PortBridgeAccess
 }
 
-/// See ckvm_bridge.h: a read with no side effect has a constant value while the device is
+/// See cbridge.h: a read with no side effect has a constant value while the device is
 /// frozen; a write that leaves the device's state unchanged can be logged and performed later.
 struct PortBridgeAccess: Equatable {
     var constantRead: UInt8?

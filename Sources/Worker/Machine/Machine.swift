@@ -50,8 +50,8 @@ public final class Machine {
     var liveUpdateInfo: JSONObject?
     /// The MSRs a save reads (Machine+State), fetched once.
     var msrIndexList: [UInt32]?
-    /// Teardown holders and vCPU bridges of earlier live updates, reaped on SIGCHLD.
-    var unreapedChildren: [Int32] = []
+    /// Teardown holders and vCPU bridges of live updates, reaped on SIGCHLD.
+    let updateTasks = UpdateTasks()
     /// The latest outgoing migration (QMP `query-migrate` reports it), and the incoming one.
     var outgoingMigration: OutgoingMigration?
     var incomingMigration: IncomingMigration?
@@ -180,7 +180,7 @@ public final class Machine {
         try watchSignals()
         try loop.addTimer(intervalMilliseconds: Machine.haltWatchdogMilliseconds) { [unowned self] in
             probeIdleVcpus()
-            reapChildren()  // a backstop: a task that exited before its pid was listed
+            updateTasks.reap()  // a backstop: a task that exited before its pid was listed
             extendServiceTimeoutIfBusy()
         }
         StartupTrace.mark("signals, timer")
@@ -280,7 +280,7 @@ public final class Machine {
                 case SIGHUP:
                     liveUpdateOnSignal()
                 case SIGCHLD:
-                    reapChildren()
+                    updateTasks.reap()
                 case SIGINT:
                     requestExit(status: 0, reason: "received SIGINT, shutting down")
                 default:
@@ -295,17 +295,6 @@ public final class Machine {
     }
 
     private var lastExitCounts: [UInt64] = []
-
-    /// Collects teardown holders and vCPU bridges that have exited, so none lingers as a
-    /// zombie (and the list a live update hands over stays short). By pid, never
-    /// waitpid(-1): migration's exec: children are reaped by their own owner.
-    func reapChildren() {
-        unreapedChildren.removeAll { pid in
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            return result == pid || (result < 0 && errno == ECHILD)
-        }
-    }
 
     private func probeIdleVcpus() {
         let counts = vcpus.map(\.exitCount)

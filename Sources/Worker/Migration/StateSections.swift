@@ -1,3 +1,4 @@
+import CBridge
 import CKVM
 import Shared
 
@@ -22,6 +23,6 @@ enum StateSections {
         CPRState.recordSectionName: CPRState.recordSectionVersion,
     ]
 
-    /// The layout version of the vCPU bridges' shared region (ckvm_bridge.h).
-    static let bridgeRegionVersion = UInt32(CKVM_BRIDGE_VERSION)
+    /// The layout version of the vCPU bridges' shared region (cbridge.h).
+    static let bridgeRegionVersion = UInt32(CBRIDGE_VERSION)
 }

@@ -1,3 +1,4 @@
+import CBridge
 import CLinux
 import Glibc
 import Shared
@@ -36,8 +37,9 @@ enum LiveUpdate {
             if stateFD >= 0 { close(stateFD) }
             return "\(error)"
         }
-        let holder = clinux_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds)
-        if holder > 0 { machine.unreapedChildren.append(holder) }
+        var holderStack: UnsafeMutableRawPointer?
+        let holder = cbridge_spawn_teardown_holder(LiveUpdate.teardownDelayMilliseconds, &holderStack)
+        if holder > 0 { machine.updateTasks.add(holder, stack: holderStack) }
         let wasRunning = machine.runState == .running
         // A running guest goes on running in vCPU bridges while this process execs and the
         // new image builds its VM (VcpuBridge); without them it stays paused all along.
@@ -51,7 +53,7 @@ enum LiveUpdate {
         }
         // The CPR state as far as it is known before the pause: whatever would make the new
         // image (and a rollback) refuse it must refuse the update here, with the VM untouched.
-        machine.reapChildren()
+        machine.updateTasks.reap()
         var cpr = CPRState(
             generation: machine.updateGeneration + 1, previousArguments: arguments, previous: Machine.currentImage,
             startedMonotonicNanoseconds: 0, pausedMonotonicNanoseconds: 0, vmStarted: machine.vmStarted,
@@ -60,14 +62,11 @@ enum LiveUpdate {
         if stateFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.stateFDName, fd: stateFD)) }
         if imageFD >= 0 { cpr.fds.append(CPRState.InheritedFD(name: LiveUpdate.previousImageFDName, fd: imageFD)) }
         if let bridge { cpr.fds.append(CPRState.InheritedFD(name: VcpuBridge.handoverName, fd: bridge.fd)) }
-        cpr.teardownHolders = machine.unreapedChildren + (bridge?.pids ?? [])
+        cpr.teardownHolders = machine.updateTasks.pids + (bridge?.pids ?? [])
         do {
             try cpr.validate()
         } catch {
-            if let bridge {
-                machine.unreapedChildren += bridge.release()
-                close(bridge.fd)
-            }
+            bridge?.retire(into: machine.updateTasks)
             if stateFD >= 0 { close(stateFD) }
             return "\(error); the update is refused before the pause"
         }
@@ -95,8 +94,10 @@ enum LiveUpdate {
                     throw error
                 }
             }
-            // The device state is saved: the guest may run on, in the bridges, from here.
-            bridge?.run()
+            // The device state is saved: the guest may run on, in the bridges, from here. The
+            // port table is filled now, while the devices are frozen: before the pause a vCPU
+            // could still have changed what a bridge may answer on its own.
+            bridge?.run(ports: machine.bus.bridgePorts())
             cpr.execMonotonicNanoseconds = monotonicNanoseconds()
             cprFD = try cpr.writeToMemfd()
             if stateFD >= 0 {
@@ -130,8 +131,7 @@ enum LiveUpdate {
             } catch {
                 failure += "; taking the vCPUs back from their bridges: \(error)"
             }
-            machine.unreapedChildren += bridge.release()
-            close(bridge.fd)
+            bridge.retire(into: machine.updateTasks)
         }
         machine.runState = wasRunning ? .running : .paused
         if wasRunning { machine.resume() }

@@ -139,7 +139,7 @@ enum LiveUpdateArrival {
         if cpr.fromFDStore { machine.storeFDsWithService() }
         machine.logMemorySummary()
         if let trace = StartupTrace.report() { Log.info(trace) }
-        machine.unreapedChildren = cpr.teardownHolders
+        machine.updateTasks.adopt(cpr.teardownHolders)
     }
 
     /// Why the update rolled back, with the way out when the new binary predates vCPU bridges

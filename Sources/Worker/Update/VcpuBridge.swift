@@ -1,10 +1,11 @@
+import CBridge
 import CKVM
 import CLinux
 import Glibc
 import Shared
 
 /// The guest keeps running while a live update execs and the new image builds its VM
-/// (ckvm_bridge.h has the mechanism). The old image hands each paused vCPU to a bridge task,
+/// (cbridge.h has the mechanism). The old image hands each paused vCPU to a bridge task,
 /// which runs it on; the new image, once its VM is ready and the device state loaded, stops
 /// the bridges, serves the exit each one stopped at, and restores the state they dump. The
 /// guest pause is that handover, whatever the exec and the VM creation cost.
@@ -26,19 +27,23 @@ final class VcpuBridge {
     static let handoverTimeoutNanoseconds: UInt64 = 2_000_000_000
 
     let fd: Int32
-    private let region: UnsafeMutablePointer<ckvm_bridge>
+    private let region: UnsafeMutablePointer<cbridge>
     private let size: Int
     /// The bridge tasks this image spawned (old image): the CPR state lists them with the
     /// teardown holders, so that whichever image runs the VM afterwards reaps them.
     private(set) var pids: [Int32] = []
+    /// Their stacks, in this image's address space.
+    private var stacks: [Int32: UnsafeMutableRawPointer] = [:]
+    /// False once `retire` handed the mapping to the tasks' reaping.
+    private var ownsMapping = true
 
-    private init(fd: Int32, region: UnsafeMutablePointer<ckvm_bridge>, size: Int) {
+    private init(fd: Int32, region: UnsafeMutablePointer<cbridge>, size: Int) {
         self.fd = fd
         self.region = region
         self.size = size
     }
 
-    deinit { munmap(region, size) }
+    deinit { if ownsMapping { munmap(region, size) } }
 
     var vcpuCount: Int { Int(region.pointee.vcpu_count) }
 
@@ -58,22 +63,23 @@ final class VcpuBridge {
         }.min()
     }
 
-    private func vcpu(_ index: Int) -> UnsafeMutablePointer<ckvm_bridge_vcpu> {
-        ckvm_bridge_vcpu_at(region, UInt32(index))
+    private func vcpu(_ index: Int) -> UnsafeMutablePointer<cbridge_vcpu> {
+        cbridge_vcpu_at(region, UInt32(index))
     }
 
     // MARK: Old image
 
     /// Sets up the region and one bridge per vCPU, holding: nothing changes for the guest
-    /// yet. Runs before the pause (spawning a task costs 50-100 µs).
+    /// yet. Runs before the pause (spawning a task costs 50-100 µs). The port table waits for
+    /// `run`, after the pause.
     static func prepare(machine: Machine) throws -> VcpuBridge {
         try machine.cacheMSRIndexList()
         let msrs = machine.msrIndexList ?? []
-        guard msrs.count <= Int(CKVM_BRIDGE_MAX_MSRS) else {
-            throw ConfigurationError("KVM lists \(msrs.count) MSRs; a vCPU bridge carries at most \(CKVM_BRIDGE_MAX_MSRS)")
+        guard msrs.count <= Int(CBRIDGE_MAX_MSRS) else {
+            throw ConfigurationError("KVM lists \(msrs.count) MSRs; a vCPU bridge carries at most \(CBRIDGE_MAX_MSRS)")
         }
         let count = machine.vcpus.count
-        let size = ckvm_bridge_size(UInt32(count))
+        let size = cbridge_size(UInt32(count))
         let fd = clinux_memfd_create("cprvmm-vcpu-bridge", CLINUX_MFD_CLOEXEC)
         guard fd >= 0 else { throw SystemError("memfd_create for the vCPU bridge", errno: -fd) }
         guard ftruncate(fd, off_t(size)) == 0 else {
@@ -83,52 +89,68 @@ final class VcpuBridge {
         }
         let bridge = try map(fd: fd, size: size)
         let header = bridge.region
-        header.pointee.magic = CKVM_BRIDGE_MAGIC
-        header.pointee.version = CKVM_BRIDGE_VERSION
+        header.pointee.magic = CBRIDGE_MAGIC
+        header.pointee.version = CBRIDGE_VERSION
         header.pointee.size = UInt32(size)
         header.pointee.vcpu_count = UInt32(count)
         header.pointee.vm_fd = machine.vm.fd
         header.pointee.parent_pid = getpid()
         header.pointee.msr_count = UInt32(msrs.count)
-        let indices = (UnsafeMutableRawPointer(header) + MemoryLayout<ckvm_bridge>.offset(of: \ckvm_bridge.msr_indices)!)
+        let indices = (UnsafeMutableRawPointer(header) + MemoryLayout<cbridge>.offset(of: \cbridge.msr_indices)!)
             .assumingMemoryBound(to: UInt32.self)
         for (i, index) in msrs.enumerated() { indices[i] = index }
-        let ports = machine.bus.bridgePorts().prefix(Int(CKVM_BRIDGE_MAX_PORTS))
-        let table = (UnsafeMutableRawPointer(header) + MemoryLayout<ckvm_bridge>.offset(of: \ckvm_bridge.ports)!)
-            .assumingMemoryBound(to: ckvm_bridge_port.self)
-        for (i, entry) in ports.enumerated() {
-            var flags: UInt8 = entry.access.writeLogged ? UInt8(CKVM_BRIDGE_PORT_WRITE_LOGGED) : 0
-            if entry.access.constantRead != nil { flags |= UInt8(CKVM_BRIDGE_PORT_READ_CONSTANT) }
-            table[i] = ckvm_bridge_port(port: entry.port, flags: flags, read_value: entry.access.constantRead ?? 0)
-        }
-        header.pointee.port_count = UInt32(ports.count)
+        header.pointee.port_count = 0
         for (index, thread) in machine.vcpus.enumerated() {
             let slot = bridge.vcpu(index)
             slot.pointee.vcpu_fd = thread.vcpu.fd
             slot.pointee.run_page = UInt64(UInt(bitPattern: thread.vcpu.runPage))
-            let pid = ckvm_bridge_spawn(header, UInt32(index))
+            var stack: UnsafeMutableRawPointer?
+            let pid = cbridge_spawn(header, UInt32(index), &stack)
             guard pid > 0 else {
-                machine.unreapedChildren += bridge.release()
-                close(fd)
+                bridge.retire(into: machine.updateTasks)
                 throw SystemError("clone of the vCPU bridge task", errno: -pid)
             }
             slot.pointee.pid = pid
             bridge.pids.append(pid)
+            bridge.stacks[pid] = stack
         }
         return bridge
     }
 
-    /// The vCPU threads are paused: the bridges take the vCPUs over and run the guest.
-    func run() {
+    /// The vCPU threads are paused and the devices saved (frozen until the handover): fills in
+    /// what the bridges may serve at the ports on their own, and lets them run the guest.
+    func run(ports: [(port: UInt16, access: PortBridgeAccess)]) {
+        let table = (UnsafeMutableRawPointer(region) + MemoryLayout<cbridge>.offset(of: \cbridge.ports)!)
+            .assumingMemoryBound(to: cbridge_port.self)
+        let served = ports.prefix(Int(CBRIDGE_MAX_PORTS))
+        for (i, entry) in served.enumerated() {
+            var flags: UInt8 = entry.access.writeLogged ? UInt8(CBRIDGE_PORT_WRITE_LOGGED) : 0
+            if entry.access.constantRead != nil { flags |= UInt8(CBRIDGE_PORT_READ_CONSTANT) }
+            table[i] = cbridge_port(port: entry.port, flags: flags, read_value: entry.access.constantRead ?? 0)
+        }
+        region.pointee.port_count = UInt32(served.count)
         region.pointee.guest_resumed_ns = monotonicNanoseconds()
-        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_RUN))
+        // Sequentially consistent store and wake: the table is visible before the command.
+        cbridge_command(region, UInt32(CBRIDGE_RUN))
     }
 
-    /// Ends the bridges (they exit once they see it) and returns their pids, for reaping.
-    @discardableResult
-    func release() -> [Int32] {
-        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_EXIT))
-        return (0..<vcpuCount).map { vcpu($0).pointee.pid }.filter { $0 > 0 }
+    /// New image: ends the bridges, which run in the old image's address space (they exit once
+    /// they see the command; the CPR state listed them for reaping).
+    func release() {
+        cbridge_command(region, UInt32(CBRIDGE_EXIT))
+    }
+
+    /// The image that spawned the bridges keeps the VM (a failed exec, a refused update): ends
+    /// them and hands them to `tasks` for reaping. Their stacks and the region stay mapped
+    /// until every one of them is gone: they may still be reading it.
+    func retire(into tasks: UpdateTasks) {
+        cbridge_command(region, UInt32(CBRIDGE_EXIT))
+        close(fd)
+        for pid in pids { tasks.add(pid, stack: stacks[pid]) }
+        stacks = [:]
+        ownsMapping = false
+        let (region, size) = (region, size)
+        tasks.whenExited(pids) { munmap(region, size) }
     }
 
     // MARK: New image (or the old one, after a failed exec)
@@ -137,17 +159,17 @@ final class VcpuBridge {
     static func attach(fd: Int32) throws -> VcpuBridge {
         var status = stat()
         guard fstat(fd, &status) == 0 else { throw SystemError("fstat of the vCPU bridge memfd", errno: errno) }
-        guard status.st_size >= MemoryLayout<ckvm_bridge>.size else {
+        guard status.st_size >= MemoryLayout<cbridge>.size else {
             throw StateFormatError.malformed("the vCPU bridge region is \(status.st_size) bytes, too short")
         }
         let bridge = try map(fd: fd, size: Int(status.st_size))
         // Field by field: the region is large (the write log), and copying it costs page faults.
         let header = bridge.region
-        guard header.pointee.magic == CKVM_BRIDGE_MAGIC, header.pointee.version == CKVM_BRIDGE_VERSION else {
-            throw StateFormatError.malformed("the vCPU bridge region has version \(header.pointee.version) (magic 0x\(String(header.pointee.magic, radix: 16))); this cprvmm reads version \(CKVM_BRIDGE_VERSION)")
+        guard header.pointee.magic == CBRIDGE_MAGIC, header.pointee.version == CBRIDGE_VERSION else {
+            throw StateFormatError.malformed("the vCPU bridge region has version \(header.pointee.version) (magic 0x\(String(header.pointee.magic, radix: 16))); this cprvmm reads version \(CBRIDGE_VERSION)")
         }
-        guard Int(header.pointee.size) == Int(status.st_size), Int(header.pointee.size) == ckvm_bridge_size(header.pointee.vcpu_count),
-              header.pointee.msr_count <= UInt32(CKVM_BRIDGE_MAX_MSRS) else {
+        guard Int(header.pointee.size) == Int(status.st_size), Int(header.pointee.size) == cbridge_size(header.pointee.vcpu_count),
+              header.pointee.msr_count <= UInt32(CBRIDGE_MAX_MSRS) else {
             throw StateFormatError.malformed("the vCPU bridge region's layout does not match this cprvmm's (\(header.pointee.size) bytes for \(header.pointee.vcpu_count) vCPUs)")
         }
         return bridge
@@ -167,17 +189,17 @@ final class VcpuBridge {
         guard vcpuCount == machine.vcpus.count else {
             throw ConfigurationError("the vCPU bridge holds \(vcpuCount) vCPUs, this VM has \(machine.vcpus.count)")
         }
-        ckvm_bridge_command(region, UInt32(CKVM_BRIDGE_STOP))
+        cbridge_command(region, UInt32(CBRIDGE_STOP))
         if kick {
             for index in 0..<vcpuCount where vcpu(index).pointee.pid > 0 { kill(vcpu(index).pointee.pid, VcpuThread.kickSignal) }
         }
         var fatalExits: [(vcpu: Int, exit: VcpuExit)] = []
         for index in 0..<vcpuCount {
             let slot = vcpu(index)
-            var state = ckvm_bridge_load(&slot.pointee.state)
-            while state == CKVM_BRIDGE_STARTING || state == CKVM_BRIDGE_RUNNING {
+            var state = cbridge_load(&slot.pointee.state)
+            while state == CBRIDGE_STARTING || state == CBRIDGE_RUNNING {
                 let before = state
-                state = ckvm_bridge_wait_change(&slot.pointee.state, before, VcpuBridge.handoverTimeoutNanoseconds)
+                state = cbridge_wait_change(&slot.pointee.state, before, VcpuBridge.handoverTimeoutNanoseconds)
                 if state == before { throw ConfigurationError("the bridge running vCPU \(index) did not stop within 2 s (pid \(slot.pointee.pid))") }
             }
         }
@@ -190,9 +212,9 @@ final class VcpuBridge {
             switch exit {
             case .ioIn, .ioOut, .mmioRead, .mmioWrite:
                 // Served once: a rollback image that takes over again finds it done.
-                if ckvm_bridge_load(&slot.pointee.served) == 0 {
+                if cbridge_load(&slot.pointee.served) == 0 {
                     _ = machine.handle(exit, on: machine.vcpus[index].vcpu)
-                    ckvm_bridge_store_wake(&slot.pointee.served, 1)
+                    cbridge_store_wake(&slot.pointee.served, 1)
                 }
             default:
                 fatalExits.append((index, exit))
@@ -201,21 +223,21 @@ final class VcpuBridge {
         var vcpus: [VcpuState] = []
         for index in 0..<vcpuCount {
             let slot = vcpu(index)
-            var state = ckvm_bridge_load(&slot.pointee.state)
-            if state == CKVM_BRIDGE_STOPPED {
-                state = ckvm_bridge_wait_change(&slot.pointee.state, state, VcpuBridge.handoverTimeoutNanoseconds)
+            var state = cbridge_load(&slot.pointee.state)
+            if state == CBRIDGE_STOPPED {
+                state = cbridge_wait_change(&slot.pointee.state, state, VcpuBridge.handoverTimeoutNanoseconds)
             }
-            guard state == CKVM_BRIDGE_DUMPED else {
-                if state == CKVM_BRIDGE_FAILED { throw failure(slot, index: index) }
+            guard state == CBRIDGE_DUMPED else {
+                if state == CBRIDGE_FAILED { throw failure(slot, index: index) }
                 throw ConfigurationError("the bridge running vCPU \(index) did not hand over its state within 2 s")
             }
             vcpus.append(dumpedState(slot))
         }
-        var platformState = ckvm_bridge_load(&region.pointee.platform_state)
+        var platformState = cbridge_load(&region.pointee.platform_state)
         if platformState == 0 {
-            platformState = ckvm_bridge_wait_change(&region.pointee.platform_state, 0, VcpuBridge.handoverTimeoutNanoseconds)
+            platformState = cbridge_wait_change(&region.pointee.platform_state, 0, VcpuBridge.handoverTimeoutNanoseconds)
         }
-        guard platformState == CKVM_BRIDGE_DUMPED else {
+        guard platformState == CBRIDGE_DUMPED else {
             throw SystemError("the vCPU bridge reading the interrupt controllers, PIT and clock", errno: -region.pointee.platform_error)
         }
         let platform = PlatformState(
@@ -226,12 +248,12 @@ final class VcpuBridge {
 
     /// Performs the port writes the bridges logged, once (a rollback image finds them done).
     private func replayLog(machine: Machine) {
-        let log = UnsafeRawPointer(ckvm_bridge_log(region)!)
-        let used = Int(min(ckvm_bridge_load(&region.pointee.log_used), UInt32(CKVM_BRIDGE_LOG_SIZE)))
+        let log = UnsafeRawPointer(cbridge_log(region)!)
+        let used = Int(min(cbridge_load(&region.pointee.log_used), UInt32(CBRIDGE_LOG_SIZE)))
         var offset = Int(region.pointee.log_replayed)
-        let headerSize = MemoryLayout<ckvm_bridge_log_entry>.size
+        let headerSize = MemoryLayout<cbridge_log_entry>.size
         while offset + headerSize <= used {
-            let entry = log.loadUnaligned(fromByteOffset: offset, as: ckvm_bridge_log_entry.self)
+            let entry = log.loadUnaligned(fromByteOffset: offset, as: cbridge_log_entry.self)
             let length = Int(entry.size) * Int(entry.count)
             guard entry.size > 0, offset + headerSize + length <= used else { break }
             let data = UnsafeRawBufferPointer(start: log + offset + headerSize, count: length)
@@ -243,12 +265,12 @@ final class VcpuBridge {
 
     /// The exit the bridge stopped at, its data buffers pointing into the region. Fields are
     /// read one by one (`slot.pointee.x`): a copy of the whole slot would be 13 KiB.
-    private func pendingExit(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuExit? {
-        let data = UnsafeMutableRawPointer(slot) + MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.data)!
+    private func pendingExit(_ slot: UnsafeMutablePointer<cbridge_vcpu>) -> VcpuExit? {
+        let data = UnsafeMutableRawPointer(slot) + MemoryLayout<cbridge_vcpu>.offset(of: \cbridge_vcpu.data)!
         switch slot.pointee.exit_reason {
         case CKVM_EXIT_IO:
             let port = slot.pointee.io_port, size = Int(slot.pointee.io_size)
-            let length = min(size * Int(slot.pointee.io_count), Int(CKVM_BRIDGE_EXIT_DATA))
+            let length = min(size * Int(slot.pointee.io_count), Int(CBRIDGE_EXIT_DATA))
             let buffer = UnsafeMutableRawBufferPointer(start: data, count: length)
             let count = length / max(1, size)
             if slot.pointee.io_direction == CKVM_EXIT_IO_OUT {
@@ -268,26 +290,26 @@ final class VcpuBridge {
         }
     }
 
-    private func dumpedState(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>) -> VcpuState {
-        let offset = MemoryLayout<ckvm_bridge_vcpu>.offset(of: \ckvm_bridge_vcpu.msrs)! + MemoryLayout<ckvm_bridge_msrs>.offset(of: \ckvm_bridge_msrs.entries)!
+    private func dumpedState(_ slot: UnsafeMutablePointer<cbridge_vcpu>) -> VcpuState {
+        let offset = MemoryLayout<cbridge_vcpu>.offset(of: \cbridge_vcpu.msrs)! + MemoryLayout<cbridge_msrs>.offset(of: \cbridge_msrs.entries)!
         let entries = (UnsafeRawPointer(slot) + offset).assumingMemoryBound(to: kvm_msr_entry.self)
         var msrs: [(index: UInt32, value: UInt64)] = []
-        for i in 0..<Int(min(slot.pointee.msrs.nmsrs, UInt32(CKVM_BRIDGE_MAX_MSRS))) { msrs.append((entries[i].index, entries[i].data)) }
+        for i in 0..<Int(min(slot.pointee.msrs.nmsrs, UInt32(CBRIDGE_MAX_MSRS))) { msrs.append((entries[i].index, entries[i].data)) }
         return VcpuState(
             regs: slot.pointee.regs, sregs: slot.pointee.sregs, xsave: slot.pointee.xsave, xcrs: slot.pointee.xcrs,
             msrs: msrs, lapic: slot.pointee.lapic, events: slot.pointee.events, debugRegisters: slot.pointee.debugregs,
             mpState: slot.pointee.mp_state.mp_state)
     }
 
-    private func failure(_ slot: UnsafeMutablePointer<ckvm_bridge_vcpu>, index: Int) -> SystemError {
+    private func failure(_ slot: UnsafeMutablePointer<cbridge_vcpu>, index: Int) -> SystemError {
         let steps: [Int: String] = [
-            Int(CKVM_BRIDGE_STEP_SIGNAL_MASK): "KVM_SET_SIGNAL_MASK", Int(CKVM_BRIDGE_STEP_RUN): "KVM_RUN",
-            Int(CKVM_BRIDGE_STEP_COMPLETE): "KVM_RUN (completing an exit)", Int(CKVM_BRIDGE_STEP_REGS): "KVM_GET_REGS",
-            Int(CKVM_BRIDGE_STEP_SREGS): "KVM_GET_SREGS", Int(CKVM_BRIDGE_STEP_XSAVE): "KVM_GET_XSAVE",
-            Int(CKVM_BRIDGE_STEP_XCRS): "KVM_GET_XCRS", Int(CKVM_BRIDGE_STEP_MSRS): "KVM_GET_MSRS",
-            Int(CKVM_BRIDGE_STEP_LAPIC): "KVM_GET_LAPIC", Int(CKVM_BRIDGE_STEP_EVENTS): "KVM_GET_VCPU_EVENTS",
-            Int(CKVM_BRIDGE_STEP_DEBUGREGS): "KVM_GET_DEBUGREGS", Int(CKVM_BRIDGE_STEP_MP_STATE): "KVM_GET_MP_STATE",
-            Int(CKVM_BRIDGE_STEP_ORPHANED): "the process died while the vCPU waited at an exit only an image can serve",
+            Int(CBRIDGE_STEP_SIGNAL_MASK): "KVM_SET_SIGNAL_MASK", Int(CBRIDGE_STEP_RUN): "KVM_RUN",
+            Int(CBRIDGE_STEP_COMPLETE): "KVM_RUN (completing an exit)", Int(CBRIDGE_STEP_REGS): "KVM_GET_REGS",
+            Int(CBRIDGE_STEP_SREGS): "KVM_GET_SREGS", Int(CBRIDGE_STEP_XSAVE): "KVM_GET_XSAVE",
+            Int(CBRIDGE_STEP_XCRS): "KVM_GET_XCRS", Int(CBRIDGE_STEP_MSRS): "KVM_GET_MSRS",
+            Int(CBRIDGE_STEP_LAPIC): "KVM_GET_LAPIC", Int(CBRIDGE_STEP_EVENTS): "KVM_GET_VCPU_EVENTS",
+            Int(CBRIDGE_STEP_DEBUGREGS): "KVM_GET_DEBUGREGS", Int(CBRIDGE_STEP_MP_STATE): "KVM_GET_MP_STATE",
+            Int(CBRIDGE_STEP_ORPHANED): "the process died while the vCPU waited at an exit only an image can serve",
         ]
         let step = steps[Int(slot.pointee.error_step)] ?? "step \(slot.pointee.error_step)"
         return SystemError("the bridge running vCPU \(index): \(step)", errno: -slot.pointee.error)
@@ -296,6 +318,6 @@ final class VcpuBridge {
     private static func map(fd: Int32, size: Int) throws -> VcpuBridge {
         let mapping = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let mapping, mapping != MAP_FAILED else { throw SystemError("mmap of the vCPU bridge memfd", errno: errno) }
-        return VcpuBridge(fd: fd, region: mapping.bindMemory(to: ckvm_bridge.self, capacity: 1), size: size)
+        return VcpuBridge(fd: fd, region: mapping.bindMemory(to: cbridge.self, capacity: 1), size: size)
     }
 }
