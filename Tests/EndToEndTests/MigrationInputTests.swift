@@ -16,8 +16,9 @@ extension VirtualMachines {
         /// hosts whose uptime passed the saving host's (44 minutes): only the load is checked.
         static let pkuHostFixture = Binaries.packageRoot.appendingPathComponent("Tests/Fixtures/state-v1-pku-host.cprvmm").path
 
-        /// The fixture with its cpu.0 section changed by `change` (payload bytes), CRC mended.
-        static func fixture(changingVcpu change: (inout ArraySlice<UInt8>) -> Void) throws -> [UInt8] {
+        /// The fixture with one section's payload changed by `change`, its CRC mended: damage
+        /// that the framing cannot see.
+        static func fixture(changing section: String = "cpu.0", _ change: (inout ArraySlice<UInt8>) -> Void) throws -> [UInt8] {
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixture)))
             var offset = 20
             while offset < bytes.count {
@@ -27,7 +28,7 @@ extension VirtualMachines {
                 offset += 1 + nameLength + 4
                 let length = bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
                 offset += 8
-                if name == "cpu.0" {
+                if name == section {
                     change(&bytes[offset..<offset + length])
                     let crc = bytes[start..<offset + length].withUnsafeBytes { CRC32.checksum($0) }
                     bytes.replaceSubrange(offset + length..<offset + length + 4, with: withUnsafeBytes(of: crc.littleEndian, Array.init))
@@ -52,7 +53,7 @@ extension VirtualMachines {
         @Test("a guest whose next tick lies hours ahead of this host's TSC (saved on a host up longer) ticks at once")
         func fixtureFromHostUpLonger() throws {
             // RBP holds the built-in guest's next tick deadline (TSC): 10 hours later at 3 GHz.
-            let bytes = try Self.fixture { payload in
+            let bytes = try Self.fixture(changing: "cpu.0") { payload in
                 let at = payload.startIndex + 56
                 let rbp = payload[at..<at + 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
                 payload.replaceSubrange(at..<at + 8, with: withUnsafeBytes(of: (rbp + 36_000 * 3_000_000_000).littleEndian, Array.init))
@@ -97,6 +98,15 @@ extension VirtualMachines {
             #expect(result.status == 1, "\(result.stderr)")
             #expect(result.stderr.contains("incoming migration from file:\(path) failed: \(message)"), "\(result.stderr)")
             #expect(!result.stdout.contains("tick"), "the guest ran from a refused stream")
+        }
+
+        @Test("a CRC-valid state whose UART registers are all 0xff is refused, not resumed into a silent console")
+        func damagedUART() throws {
+            try expectRefused("section 'serial.com1': IER 0xff has bits a 16550 never holds (0xf0); the state is damaged") { bytes in
+                bytes = try! Self.fixture(changing: "serial.com1") { payload in
+                    for i in payload.startIndex..<payload.startIndex + 9 { payload[i] = 0xFF }
+                }
+            }
         }
 
         @Test func truncated() throws {

@@ -282,3 +282,31 @@ import Testing
         #expect(uart == before)
     }
 }
+
+/// A restored UART must be one the model could have reached: damaged states are refused.
+@Suite struct Serial16550StateCheckTests {
+    @Test("states a 16550 can hold pass; impossible registers are named")
+    func impossibleStates() {
+        var uart = Serial16550()
+        #expect(uart.impossibleState == nil)
+        _ = uart.write(offset: 4, value: 0x1F)  // MCR: loopback with all outputs
+        _ = uart.write(offset: 2, value: 0xC7)  // FCR: FIFOs on, cleared, trigger 14
+        _ = uart.write(offset: 1, value: 0x0F)  // IER: every source
+        #expect(uart.impossibleState == nil, "\(uart.impossibleState ?? "")")
+        var damaged = uart
+        damaged.ier = 0xFF
+        #expect(damaged.impossibleState == "IER 0xff has bits a 16550 never holds (0xf0)")
+        damaged = uart
+        damaged.mcr = 0xFF
+        #expect(damaged.impossibleState?.hasPrefix("MCR 0xff") == true)
+        damaged = uart
+        damaged.fcr = 0x01 | 0x08
+        #expect(damaged.impossibleState?.hasPrefix("FCR 0x9") == true)
+        damaged = uart
+        damaged.msr = 0x0F  // no modem lines, while loopback drives them all
+        #expect(damaged.impossibleState?.hasPrefix("MSR 0xf does not match") == true)
+        damaged = Serial16550()
+        damaged.rxFIFO = [1, 2]  // FIFOs off: one holding register
+        #expect(damaged.impossibleState == "2 received bytes waiting, more than the 1 the receiver holds")
+    }
+}

@@ -34,6 +34,26 @@ extension Serial16550 {
         uart.thrInterruptPending = try decoder.bool()
         uart.rxFIFO = try decoder.lengthPrefixedBytes(limit: fifoSize)
         try decoder.finish()
+        if let problem = uart.impossibleState {
+            throw StateFormatError.malformed("section '\(section.name)': \(problem); the state is damaged")
+        }
         return uart
+    }
+
+    /// What no 16550 (and so no state this model saved) can hold, if anything: a CRC-valid but
+    /// damaged state must be refused, not resume a UART that silently swallows the console.
+    var impossibleState: String? {
+        func hex(_ value: UInt8) -> String { "0x" + String(value, radix: 16) }
+        if ier & 0xF0 != 0 { return "IER \(hex(ier)) has bits a 16550 never holds (0xf0)" }
+        if mcr & 0xE0 != 0 { return "MCR \(hex(mcr)) has bits a 16550 never holds (0xe0)" }
+        if fcr & ~0xC1 != 0 { return "FCR \(hex(fcr)) has bits this UART never keeps (only 0xc1)" }
+        if rxFIFO.count > receiveDepth { return "\(rxFIFO.count) received bytes waiting, more than the \(receiveDepth) the receiver holds" }
+        var expected = self
+        expected.msr &= 0x0F
+        expected.updateModemLines()
+        if msr & 0xF0 != expected.msr & 0xF0 {
+            return "MSR \(hex(msr)) does not match the modem lines MCR \(hex(mcr)) gives (\(hex(expected.msr & 0xF0)))"
+        }
+        return nil
     }
 }
