@@ -31,10 +31,12 @@ final class RateLimiter: @unchecked Sendable {
     }
 
     func log(_ message: @autoclosure () -> String) {
-        let now = monotonicNanoseconds()
         let (shouldEmit, dropped): (Bool, Int) = lock.withLock {
+            // Read under the lock: vCPU threads log at once, and a time taken before the lock
+            // may be older than the window another thread just opened (an overflow, a crash).
+            let now = monotonicNanoseconds()
             var dropped = 0
-            if now - windowStart >= intervalNanoseconds {
+            if now &- windowStart >= intervalNanoseconds {
                 dropped = suppressed
                 windowStart = now
                 emitted = 0
