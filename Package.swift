@@ -41,6 +41,9 @@ let package = Package(
         ),
         // The operator CLI: speaks QMP to a running cprvmm.
         .executableTarget(name: "cprctl", dependencies: ["Shared", "CLinux"]),
+        // Fuzz targets for what the VMM takes from outside (scripts/fuzz builds them with
+        // libFuzzer; a plain build replays the seed corpus).
+        .executableTarget(name: "cprvmm-fuzz", dependencies: ["Worker", "Shared", "CLinux"]),
         // In-process benchmark of the vCPU pause API (bench/run calls it).
         .executableTarget(name: "cprvmm-bench", dependencies: ["Worker"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "Shared"]),

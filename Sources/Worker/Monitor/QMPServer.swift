@@ -60,62 +60,20 @@ final class QMPServer {
     }
 
     private func handle(_ message: [UInt8], from client: Client) {
-        let request: JSONValue
-        do {
-            request = try JSON.parse(message)
-        } catch {
-            reply(.failure(QMPError("JSON parse error, \(error)")), id: nil, to: client)
-            return
-        }
-        guard case .object(let object) = request else {
-            reply(.failure(QMPError("QMP input must be a JSON object")), id: nil, to: client)
-            return
-        }
-        let id = object["id"]
-        for key in object.keys where !["execute", "arguments", "id"].contains(key) {
-            reply(.failure(QMPError("QMP input member '\(key)' is unexpected")), id: id, to: client)
-            return
-        }
-        guard let execute = object["execute"] else {
-            reply(.failure(QMPError("QMP input lacks member 'execute'")), id: id, to: client)
-            return
-        }
-        guard case .string(let name) = execute else {
-            reply(.failure(QMPError("QMP input member 'execute' must be a string")), id: id, to: client)
-            return
-        }
-        var arguments = JSONObject()
-        if let value = object["arguments"] {
-            guard case .object(let given) = value else {
-                reply(.failure(QMPError("QMP input member 'arguments' must be an object")), id: id, to: client)
-                return
-            }
-            arguments = given
-        }
-        if !client.negotiated {
-            guard name == "qmp_capabilities" else {
-                reply(.failure(QMPError(.commandNotFound, "Expecting capabilities negotiation with 'qmp_capabilities'")), id: id, to: client)
-                return
-            }
-            if let enable = arguments["enable"], enable != .array([]) {
-                reply(.failure(QMPError("Capability is not supported (cprvmm offers no QMP capabilities)")), id: id, to: client)
-                return
-            }
+        switch QMPRequest.decode(message, negotiated: client.negotiated) {
+        case .refused(let error, let id):
+            reply(.failure(error), id: id, to: client)
+        case .negotiate(let id):
             client.negotiated = true
             reply(.success(.object([:])), id: id, to: client)
-            return
-        }
-        guard let command = QMPCommands.byName[name] else {
-            reply(.failure(QMPError(.commandNotFound, "The command \(name) has not been found")), id: id, to: client)
-            return
-        }
-        do {
-            try QMPArguments.validate(arguments, against: command.parameters)
-            reply(.success(try command.handler(machine, arguments)), id: id, to: client)
-        } catch let error as QMPError {
-            reply(.failure(error), id: id, to: client)
-        } catch {
-            reply(.failure(QMPError("\(error)")), id: id, to: client)
+        case .command(let command, let arguments, let id):
+            do {
+                reply(.success(try command.handler(machine, arguments)), id: id, to: client)
+            } catch let error as QMPError {
+                reply(.failure(error), id: id, to: client)
+            } catch {
+                reply(.failure(QMPError("\(error)")), id: id, to: client)
+            }
         }
     }
 
