@@ -25,6 +25,23 @@ extension VirtualMachines {
             _ = vm.process.terminate()
         }
 
+        @Test("a state file that runs out of space fails the update cleanly; the guest resumes on this image")
+        func stateFileOutOfSpace() throws {
+            let vm = try LU.start()
+            // /dev/full: every write fails with ENOSPC, as a full file system's would.
+            #expect(try LU.requestUpdate(vm, command: [Binaries.cprvmm] + vm.arguments, uri: "file:/dev/full") == #"{"return": {}}"#)
+            var migrate: [String: Any] = [:]
+            let deadline = Date().addingTimeInterval(30)
+            while migrate["status"] as? String != "failed" && Date() < deadline {
+                usleep(20_000)
+                migrate = (try? LU.query(vm, "query-migrate")) ?? [:]
+            }
+            #expect((migrate["error-desc"] as? String)?.lowercased().contains("no space left on device") == true, "\(migrate)")
+            #expect(LU.generation(vm) == 0)
+            LU.expectGuestIntact(vm)
+            _ = vm.process.terminate()
+        }
+
         @Test("a state the new image would refuse (4,100 command-line arguments) is refused before the pause; the VM runs on")
         func stateBeyondReaderLimitsIsRefusedBeforeThePause() throws {
             // Each argument is carried in the CPR state for a rollback; a reader takes 4,096.
