@@ -14,6 +14,7 @@ public enum Worker {
         let stored = serviceManager?.takeStoredFDs() ?? []
         var inherited = LiveUpdateArrival.takeInheritedState()
         StartupTrace.mark("cpr state")
+        if inherited != nil { TestStopPoint.reached("started") }
         if inherited == nil, let recovered = FDStoreRecovery.state(from: stored) {
             inherited = .success(recovered)
         }

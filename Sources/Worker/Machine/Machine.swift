@@ -126,7 +126,9 @@ public final class Machine {
     }
 
     private func createSerialPort() throws {
-        let backend = try SerialBackend(config.serial) { [cprState] name in cprState?.fd(named: name) }
+        let backend = try SerialBackend(config.serial) { [cprState] name in
+            cprState?.fd(named: name) ?? (name == SerialBackend.fileHandoverName ? FDStoreRecovery.keptConsole : nil)
+        }
         let port = SerialPort(backend: backend) { [unowned self] level in
             do { try vm.setIrqLine(SerialPort.irq, level: level) } catch { Log.error("serial interrupt: \(error)") }
         }

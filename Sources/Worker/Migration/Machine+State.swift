@@ -31,6 +31,7 @@ extension Machine {
                    vcpusThroughBridge: Bool = false, progress: (UInt64) -> Void = { _ in }) throws {
         try writer.writeSection(MachineDescription.sectionName, version: MachineDescription.sectionVersion,
                                 payload: describe(copying: copied, wasRunning: wasRunning).encode())
+        TestStopPoint.reached("saving")
         if vcpusThroughBridge {
             try writer.writeSection(VcpuBridge.sectionName, version: VcpuBridge.sectionVersion, payload: [])
         } else {

@@ -8,6 +8,9 @@ import Shared
 /// -- say the new binary crashes as it starts -- systemd restarts the service and passes them
 /// back (LISTEN_FDS), and this image resumes the guest with its memory intact.
 enum FDStoreRecovery {
+    /// The stored `-serial file:` console, kept for this image whatever the outcome.
+    private(set) static var keptConsole: Int32?
+
     /// The CPR state to resume from, with its fds renumbered to the ones systemd passed; nil
     /// when the store holds no state to resume (then the stored fds are closed and dropped
     /// from the store, and the VM boots fresh).
@@ -16,6 +19,12 @@ enum FDStoreRecovery {
         var byName: [String: Int32] = [:]
         for entry in stored { byName[entry.name] = entry.fd }
         var used: Set<Int32> = []
+        // The console file goes on whether the guest resumes or boots fresh: the log of what
+        // led to the crash is the operator's first clue, and a fresh open would truncate it.
+        if let console = byName[Machine.storedConsoleName] {
+            used.insert(console)
+            keptConsole = console
+        }
         defer {
             for entry in stored where !used.contains(entry.fd) {
                 close(entry.fd)

@@ -75,6 +75,7 @@ enum LiveUpdate {
         let paused = monotonicNanoseconds()
         cpr.startedMonotonicNanoseconds = started
         cpr.pausedMonotonicNanoseconds = paused
+        TestStopPoint.reached("paused")
         machine.runState = .finishMigrate
         var cprFD: Int32 = -1
         let reason: String
@@ -110,6 +111,7 @@ enum LiveUpdate {
                 Worker.notifyService(stored)
             }
             machine.releaseDeferredUpdateSignal()
+            TestStopPoint.reached("saved")
             reason = Worker.execImage(ExecRequest(
                 arguments: command, keepFDs: cpr.fds.map(\.fd) + [cprFD],
                 environment: [(CPRState.environmentVariable, String(cprFD)),

@@ -54,6 +54,7 @@ enum LiveUpdateArrival {
         }
         let loaded = monotonicNanoseconds()
         StartupTrace.mark("load")
+        if !cpr.fromFDStore { TestStopPoint.reached("loaded") }
         // With vCPU bridges the guest runs on until the bridges are told to stop.
         var bridge: VcpuBridge?
         var stopRequested = loaded
@@ -73,6 +74,7 @@ enum LiveUpdateArrival {
             bridge = attached
             StartupTrace.mark("bridge handover")
         }
+        if !cpr.fromFDStore { TestStopPoint.reached("handover") }
         let handedOver = monotonicNanoseconds()
         if let fd = cpr.fd(named: LiveUpdate.stateFDName) { LiveUpdate.retireSavedState(fd) }
         if description.wasRunning && !machine.config.startPaused {
