@@ -6,12 +6,15 @@ import Glibc
 /// state written), `saved` (state and CPR state written, bridges running the guest, right
 /// before the exec). New image: `started` (before the VM is created), `loaded` (state loaded,
 /// bridges still running the guest), `handover` (vCPUs taken over and restored, guest not yet
-/// resumed). Unset, it costs one getenv per phase.
+/// resumed). Unset, it costs a comparison per phase.
 enum TestStopPoint {
     static let variable = "CPRVMM_TEST_STOP_AT"
 
+    /// Read once: the phases lie on the update's critical path.
+    private static let stopAt: String? = getenv(variable).map { String(cString: $0) }
+
     static func reached(_ phase: String) {
-        guard let value = getenv(variable), String(cString: value) == phase else { return }
+        guard stopAt == phase else { return }
         Log.info("\(variable)=\(phase): the process stops here")
         fflush(nil)
         kill(getpid(), SIGSTOP)
