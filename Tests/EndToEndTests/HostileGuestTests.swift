@@ -5,7 +5,7 @@ extension VirtualMachines {
     /// Guests that misbehave on purpose: whatever they do, they stop only themselves.
     @Suite(.enabled(if: Host.kvmAvailable, Host.noKVMReason))
     struct HostileGuestTests {
-        @Test("4 vCPUs doing random port I/O, MMIO, MSR and CPUID: cprvmm keeps answering QMP, logs rate-limited, takes a live update")
+        @Test("4 vCPUs, at CPL0 and CPL3, doing random port I/O, MMIO, MSR and CPUID: cprvmm keeps answering QMP, logs rate-limited, takes a live update")
         func randomAccessesOnFourVcpus() throws {
             let kernel = try GuestBuilder.kernel("chaos-kernel")
             let options = ["-kernel", kernel, "-m", "64", "-smp", "4", "-machine", "memfd-alloc=on", "-serial", "null"]

@@ -1,16 +1,18 @@
-// A -kernel guest that misbehaves on purpose, on every vCPU, forever: random port I/O (any
+// A -kernel guest that misbehaves on purpose, on every vCPU (at CPL0 on even ones, CPL3 on odd
+// ones), forever: random port I/O (any
 // port, 1 or 4 bytes, in and out), MMIO reads and writes at random addresses above RAM, in
 // the PCI hole and above 4 GiB (unmapped there: page faults), RDMSR/WRMSR of random MSRs and
 // CPUID of random leaves. Its own IDT catches the exceptions that follows (#GP for unknown
 // MSRs, #PF above the identity map) and skips the instruction (r15 holds its length), so the
 // guest keeps going and the VMM keeps getting exits. It leaves alone only what would stop
 // the guest itself: the LAPIC and IOAPIC pages (in-kernel devices, not the VMM's), and it
-// never enables interrupts. Runs at CPL0, in KVM's instruction emulator on kvm_pvm hosts.
+// never enables interrupts. At CPL0 it runs in KVM's instruction emulator on kvm_pvm hosts.
     .code64
     .text
     .globl _start
 _start:
     mov %rdi, %r14                  // boot information
+    mov %rsi, %r12                  // vCPU index
     // xorshift64 state: seeded with the vCPU index, so each vCPU has its own sequence.
     movabs $0x9E3779B97F4A7C15, %r13
     add %rsi, %r13
@@ -34,6 +36,21 @@ _start:
     cmp $32, %ecx
     jb 1b
     lidt idtr(%rip)
+    // Odd vCPUs misbehave at CPL3, natively rather than in the emulator; even ones at CPL0.
+    // Exceptions come back through the IDT on the TSS's RSP0 stack that cprvmm set up. At
+    // CPL3 RDMSR/WRMSR give #GP, and so does port I/O on kvm_pvm hosts: the IOPL 3 this
+    // IRETQ loads is not honoured there (observed; the built-in guest gets IOPL 3 from
+    // KVM_SET_REGS instead), so the CPL3 vCPUs exercise MMIO, CPUID and the fault paths.
+    mov %rsp, %rax
+    test $1, %r12
+    jz chaos
+    pushq $0x23                     // user data
+    push %rax
+    pushq $0x3002                   // IOPL 3, interrupts off
+    pushq $0x1b                     // user code
+    lea chaos(%rip), %rax
+    push %rax
+    iretq
 
 chaos:
     call random
