@@ -88,6 +88,19 @@ int clinux_accept4(int fd, int flags) {
 
 extern char **environ;
 
+// Both spawned kinds of child start with default signal handling, an empty signal mask and a
+// process group of their own (so kill(-pid, ...) reaches whatever they started).
+static int child_defaults(posix_spawnattr_t *attr) {
+    sigset_t mask, defaults;
+    sigemptyset(&mask);
+    sigfillset(&defaults);
+    int rc = posix_spawnattr_setsigmask(attr, &mask);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(attr, &defaults);
+    if (rc == 0) rc = posix_spawnattr_setpgroup(attr, 0);
+    if (rc == 0) rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    return rc;
+}
+
 pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -101,14 +114,8 @@ pid_t clinux_spawn_shell(const char *command, int child_fd, int target_fd) {
     // The dup2 gives the child its stdin/stdout without close-on-exec; closefrom drops the rest.
     rc = posix_spawn_file_actions_adddup2(&actions, child_fd, target_fd);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    sigset_t mask, defaults;
-    sigemptyset(&mask);
-    sigfillset(&defaults);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &mask);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &defaults);
     // Its own process group, so that stopping it can stop the whole pipeline sh started.
-    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    if (rc == 0) rc = child_defaults(&attr);
     pid_t pid = -1;
     if (rc == 0) {
         char *argv[] = {"sh", "-c", (char *)command, NULL};
@@ -137,13 +144,7 @@ pid_t clinux_spawn_probe(const char *path, char *const argv[], char *const envp[
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    sigset_t mask, defaults;
-    sigemptyset(&mask);
-    sigfillset(&defaults);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &mask);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &defaults);
-    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    if (rc == 0) rc = child_defaults(&attr);
     pid_t pid = -1;
     if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attr, argv, envp);
     posix_spawnattr_destroy(&attr);

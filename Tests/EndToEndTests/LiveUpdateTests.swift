@@ -60,6 +60,22 @@ extension VirtualMachines {
             return client.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(uri)"}}"#) ?? ""
         }
 
+        /// Asks for an update into `command` (-incoming URI appended) that is expected to fail, and
+        /// returns the failure query-migrate reports (or migrate's own refusal).
+        static func updateFailure(_ vm: VM, command: [String], uri: String = "memfd:", timeout: Double = 40) throws -> String {
+            let before = (try? query(vm, "query-migrate"))?["error-desc"] as? String
+            let reply = try requestUpdate(vm, command: command, uri: uri)
+            guard reply == #"{"return": {}}"# else { return reply }
+            var migrate: [String: Any] = [:]
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                usleep(20_000)
+                migrate = (try? query(vm, "query-migrate")) ?? [:]
+                if migrate["status"] as? String == "failed", migrate["error-desc"] as? String != before { break }
+            }
+            return migrate["error-desc"] as? String ?? "no failure reported: \(migrate)"
+        }
+
         /// A successful update to `binary`: same PID, generation + 1, guest unbroken.
         static func update(_ vm: VM, to binary: String, prefix: [String] = [], uri: String? = nil) throws {
             let before = generation(vm)

@@ -166,29 +166,16 @@ extension VirtualMachines {
             // Stop the loop from accepting while the clients connect: they wait in the backlog.
             kill(vm.pid, SIGSTOP)
             // Non-blocking connects: a full backlog answers EAGAIN at once instead of waiting.
-            var clients: [Int32] = []
-            var refused: [Int32] = []
+            var clients: [UnixClient] = []
+            var refused: [Error] = []
             for _ in 0..<64 {
-                let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-                var address = sockaddr_un()
-                address.sun_family = sa_family_t(AF_UNIX)
-                withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                    raw.copyBytes(from: path.utf8)
-                    raw[path.utf8.count] = 0
-                }
-                let result = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
-                if result == 0 { clients.append(fd) } else { refused.append(errno); close(fd) }
+                do { clients.append(try UnixClient(path: path, nonBlocking: true)) } catch { refused.append(error) }
             }
             kill(vm.pid, SIGCONT)
-            defer { for fd in clients { close(fd) } }
-            #expect(refused.isEmpty, "\(refused.count) of 64 connections refused (errno \(refused.first ?? 0))")
-            for fd in clients {
-                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                var bytes = [UInt8](repeating: 0, count: 256)
-                let n = poll(&poller, 1, 10_000) == 1 ? recv(fd, &bytes, bytes.count, 0) : -1
-                let line = n > 0 ? String(decoding: bytes[..<n], as: UTF8.self) : "nothing"
+            #expect(refused.isEmpty, "\(refused.count) of 64 connections refused (\(refused.first.map { "\($0)" } ?? ""))")
+            for client in clients {
+                var poller = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+                let line = poll(&poller, 1, 10_000) == 1 ? client.readChunk() ?? "EOF" : "nothing"
                 #expect(line.hasPrefix(#"{"QMP": "#), "no greeting: \(line)")
             }
             Self.expectStillTicking(vm, "64 connections")

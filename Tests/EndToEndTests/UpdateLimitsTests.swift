@@ -29,14 +29,8 @@ extension VirtualMachines {
         func stateFileOutOfSpace() throws {
             let vm = try LU.start()
             // /dev/full: every write fails with ENOSPC, as a full file system's would.
-            #expect(try LU.requestUpdate(vm, command: [Binaries.cprvmm] + vm.arguments, uri: "file:/dev/full") == #"{"return": {}}"#)
-            var migrate: [String: Any] = [:]
-            let deadline = Date().addingTimeInterval(30)
-            while migrate["status"] as? String != "failed" && Date() < deadline {
-                usleep(20_000)
-                migrate = (try? LU.query(vm, "query-migrate")) ?? [:]
-            }
-            #expect((migrate["error-desc"] as? String)?.lowercased().contains("no space left on device") == true, "\(migrate)")
+            let reason = try LU.updateFailure(vm, command: [Binaries.cprvmm] + vm.arguments, uri: "file:/dev/full")
+            #expect(reason.lowercased().contains("no space left on device"), "\(reason)")
             #expect(LU.generation(vm) == 0)
             LU.expectGuestIntact(vm)
             _ = vm.process.terminate()
@@ -46,15 +40,8 @@ extension VirtualMachines {
         func stateBeyondReaderLimitsIsRefusedBeforeThePause() throws {
             // Each argument is carried in the CPR state for a rollback; a reader takes 4,096.
             let vm = try LU.start(Array(repeating: "-no-user-config", count: 4100))
-            #expect(try LU.requestUpdate(vm, command: [Binaries.cprvmm] + vm.arguments, uri: "memfd:") == #"{"return": {}}"#)
-            var migrate: [String: Any] = [:]
-            let deadline = Date().addingTimeInterval(30)
-            while migrate["status"] as? String != "failed" && Date() < deadline {
-                usleep(20_000)
-                migrate = (try? LU.query(vm, "query-migrate")) ?? [:]
-            }
-            let reason = migrate["error-desc"] as? String ?? ""
-            #expect(reason.contains("command-line arguments, more than a reader accepts; the update is refused before the pause"), "\(migrate)")
+            let reason = try LU.updateFailure(vm, command: [Binaries.cprvmm] + vm.arguments)
+            #expect(reason.contains("command-line arguments, more than a reader accepts; the update is refused before the pause"), "\(reason)")
             #expect(vm.process.process.isRunning, "\(vm.process.stderr.suffix(600))")
             #expect(LU.generation(vm) == 0)
             LU.expectGuestIntact(vm)

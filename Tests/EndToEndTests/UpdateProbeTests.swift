@@ -16,21 +16,6 @@ extension VirtualMachines {
             return path
         }
 
-        /// Asks for an update into `command` and returns the failure query-migrate reports.
-        static func refusal(_ vm: LU.VM, command: [String], timeout: Double = 40) throws -> String {
-            let before = (try? LU.query(vm, "query-migrate"))?["error-desc"] as? String
-            let reply = try LU.requestUpdate(vm, command: command, uri: "memfd:")
-            guard reply == #"{"return": {}}"# else { return reply }
-            var migrate: [String: Any] = [:]
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                usleep(20_000)
-                migrate = (try? LU.query(vm, "query-migrate")) ?? [:]
-                if migrate["status"] as? String == "failed", migrate["error-desc"] as? String != before { break }
-            }
-            return migrate["error-desc"] as? String ?? "no failure reported: \(migrate)"
-        }
-
         @Test("programs that are not a working cprvmm are refused before the pause; the guest never stops")
         func badTargetsAreRefused() throws {
             let vm = try LU.start()
@@ -53,7 +38,7 @@ extension VirtualMachines {
                 ([bogus] + vm.arguments, "exec format error"),
             ]
             for (command, says) in cases {
-                let reason = try Self.refusal(vm, command: command)
+                let reason = try LU.updateFailure(vm, command: command)
                 #expect(reason.contains(says), "\(command[0]): \(reason)")
                 #expect(vm.process.process.isRunning, "\(vm.process.stderr.suffix(600))")
             }
@@ -93,7 +78,7 @@ extension VirtualMachines {
             #expect(direct.stdout.hasPrefix(#"{"cprvmm-probe": {"version": "#), "\(direct.stdout)")
             #expect(!direct.stdout.contains("tick") && !direct.stderr.contains("RAM pc.ram"), "the probe started a VM")
             let vm = try LU.start()
-            let reason = try Self.refusal(vm, command: ["/usr/bin/env", "CPRVMM_X=1", Binaries.cprvmm] + vm.arguments + ["-bogus"])
+            let reason = try LU.updateFailure(vm, command: ["/usr/bin/env", "CPRVMM_X=1", Binaries.cprvmm] + vm.arguments + ["-bogus"])
             #expect(reason.contains("refuses its command line: -bogus: unknown option"), "\(reason)")
             try LU.update(vm, to: Binaries.cprvmm, prefix: ["/usr/bin/env", "CPRVMM_X=1"])
             _ = vm.process.terminate()

@@ -117,10 +117,15 @@ enum CPRExecProbe {
             loop.remove(pidfd)
             finish(nil)
         }
-        try loop.add(pidfd, events: CLINUX_EPOLLIN) { _ in
-            loop.remove(pidfd)
-            loop.cancelTimeout(timer)
-            finish(probe.reap())
+        do {
+            try loop.add(pidfd, events: CLINUX_EPOLLIN) { _ in
+                loop.remove(pidfd)
+                loop.cancelTimeout(timer)
+                finish(probe.reap())
+            }
+        } catch {
+            loop.cancelTimeout(timer)  // `done` never comes: the caller reports the error
+            throw error
         }
         return probe.pid
     }
