@@ -2,7 +2,7 @@ import CBridge
 import Glibc
 
 /// The tasks live updates leave as children of the process: teardown holders and vCPU bridges
-/// (ckvm's cbridge.h), this image's own and those an earlier image listed in the CPR state.
+/// (Sources/CBridge), this image's own and those an earlier image listed in the CPR state.
 /// Reaped as they exit (SIGCHLD), so they never pile up however fast updates follow each other.
 ///
 /// Tasks this image cloned into its own address space have their stacks here, unmapped once
