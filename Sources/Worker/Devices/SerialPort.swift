@@ -1,3 +1,5 @@
+import Shared
+
 /// The COM1 device: a 16550A register model wired to a backend and to IRQ 4.
 /// vCPU threads (register accesses) and the loop thread (host input) share it under one lock.
 final class SerialPort: PortDevice {
@@ -8,7 +10,7 @@ final class SerialPort: PortDevice {
 
     private let lock = Lock()
     private var uart = Serial16550()
-    private let backend: SerialBackend
+    let backend: SerialBackend
     private let setInterruptLine: (Bool) -> Void
     /// Called (from a vCPU thread) when input held back by `receive` returning false may flow again.
     var onSpaceAvailable: () -> Void = {}
@@ -100,4 +102,22 @@ final class SerialPort: PortDevice {
         lineLevel = level
         setInterruptLine(level)
     }
+}
+
+/// COM1 as a machine device: its state is the register model, its fds the backend's.
+extension SerialPort: Device {
+    var id: String { "com1" }
+    var topology: String { "isa-serial iobase=0x\(String(SerialPort.basePort, radix: 16)) irq=\(SerialPort.irq)" }
+
+    func attach(to buses: Buses) throws {
+        try buses.ports.register(self, name: "COM1", base: SerialPort.basePort, count: Serial16550.portCount)
+    }
+
+    var stateSection: (name: String, version: UInt32)? { (Serial16550.sectionName, Serial16550.sectionVersion) }
+    func saveState() throws -> [UInt8] { uartState.encodeState() }
+    func loadState(_ section: StateSection) throws { uartState = try Serial16550.decodeState(section) }
+
+    var handoverFDs: [(name: String, fd: Int32)] { backend.handover }
+    /// A console file only: sockets die with the process, and a restarted one listens anew.
+    var storedFDs: [(name: String, fd: Int32)] { backend.handover.filter { $0.name == SerialBackend.fileHandoverName } }
 }

@@ -5,14 +5,13 @@ extension Machine: VcpuExitHandler {
     func handle(_ exit: VcpuExit, on vcpu: VcpuFd) -> VcpuExitAction {
         switch exit {
         case .ioOut(let port, let size, let count, let data):
-            bus.write(port: port, size: size, count: count, data: data)
+            ports.write(port: port, size: size, count: count, data: data)
         case .ioIn(let port, let size, let count, let data):
-            bus.read(port: port, size: size, count: count, data: data)
+            ports.read(port: port, size: size, count: count, data: data)
         case .mmioRead(let address, let data):
-            logUnknownMMIO("read of \(data.count) bytes", address: address)
-            data.initializeMemory(as: UInt8.self, repeating: 0xFF)
+            mmio.read(address: address, data: data)
         case .mmioWrite(let address, let data):
-            logUnknownMMIO("write of \(data.count) bytes", address: address)
+            mmio.write(address: address, data: data)
         case .interrupted:
             break
         case .hlt:
@@ -39,10 +38,6 @@ extension Machine: VcpuExitHandler {
 
     func vcpuFailed(_ vcpu: VcpuFd, error: SystemError) {
         _ = fail(vcpu, "vCPU \(vcpu.index) failed: \(error)")
-    }
-
-    private func logUnknownMMIO(_ what: String, address: UInt64) {
-        unknownMMIOLogger.log("guest MMIO \(what) at 0x\(String(address, radix: 16)) hits no device; ignored")
     }
 
     /// Prints the diagnosis and the vCPU's registers, and ends the VM with status 1.

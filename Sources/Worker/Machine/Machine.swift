@@ -16,12 +16,14 @@ public final class Machine {
     let kvm: Kvm
     let vm: VmFd
     let memory: MachineMemory
-    let bus = IoBus()
+    let ports = IoBus()
+    let mmio = MmioBus()
+    /// Every device; save, load, handover and the fd store walk it.
+    let devices: DeviceRegistry
     let loop: EventLoop
     private(set) var vcpus: [VcpuThread] = []
     private(set) var serialBackend: SerialBackend?
     private(set) var serialPort: SerialPort?
-    let unknownMMIOLogger = RateLimiter()
     private let exitLock = Lock()
     private var exitStatus: Int32?
     /// Changed only on the loop thread.
@@ -84,6 +86,7 @@ public final class Machine {
         self.memory = try MachineMemory(config: config, firmware: firmware, inherited: inheritedRAM)
         StartupTrace.mark("map ram")
         self.loop = try EventLoop()
+        self.devices = DeviceRegistry(buses: Buses(ports: ports, mmio: mmio))
         // A live update logs this after the guest runs again: it reads sysfs and writes stderr.
         if cprState == nil { logMemorySummary() }
 
@@ -117,11 +120,10 @@ public final class Machine {
         if config.serial != .none { try createSerialPort() }
         // After COM1, so that an overlap names the option that moved a device onto it.
         if let debugExit = config.debugExit {
-            let device = DebugExit { [unowned self] value, status in
+            try devices.add(DebugExit(ioBase: debugExit.ioBase, ioSize: debugExit.ioSize) { [unowned self] value, status in
                 let reason = "the guest wrote 0x\(String(value, radix: 16)) to isa-debug-exit: exiting with status \(status)"
                 requestExit(status: status, reason: reason, guest: true, cause: "guest-shutdown")
-            }
-            try bus.register(device, name: "-device isa-debug-exit", base: debugExit.ioBase, count: debugExit.ioSize)
+            })
         }
     }
 
@@ -133,7 +135,7 @@ public final class Machine {
             do { try vm.setIrqLine(SerialPort.irq, level: level) } catch { Log.error("serial interrupt: \(error)") }
         }
         port.onSpaceAvailable = { [unowned self] in loop.post { backend.resumeInput(loop: self.loop) } }
-        try bus.register(port, name: "COM1", base: SerialPort.basePort, count: Serial16550.portCount)
+        try devices.add(port)
         try backend.attach(to: loop) { bytes in port.receive(bytes) }
         serialBackend = backend
         serialPort = port
@@ -222,17 +224,21 @@ public final class Machine {
         return exitLock.withLock { exitStatus ?? 0 }
     }
 
-    /// Pauses every vCPU and returns once all are outside KVM_RUN. Returns how long that took (ns).
+    /// Pauses every vCPU and returns once all are outside KVM_RUN, then quiesces the devices
+    /// (as QEMU stops device I/O with the VM). Returns how long that took (ns).
     @discardableResult
     public func pause() -> UInt64 {
         let start = monotonicNanoseconds()
         for vcpu in vcpus { vcpu.request(.paused) }
         for vcpu in vcpus { vcpu.wait(for: .paused) }
+        devices.quiesce()
         return monotonicNanoseconds() - start
     }
 
-    /// Lets every vCPU run again after `pause()`.
+    /// Lets the devices and every vCPU run again after `pause()` (devices first: a vCPU's
+    /// first access may need them).
     public func resume() {
+        devices.resume()
         for vcpu in vcpus { vcpu.request(.running) }
     }
 

@@ -20,11 +20,11 @@ extension Machine {
             blocks: memory.blocks.map {
                 .init(name: $0.name, size: $0.size, backing: $0.backing.name, shared: $0.shared, copied: copied($0), adopted: $0.adopted)
             },
-            wasRunning: wasRunning, vmStarted: vmStarted)
+            devices: devices.topology, wasRunning: wasRunning, vmStarted: vmStarted)
     }
 
-    /// Writes the machine description, every vCPU, the in-kernel devices, the UART and the RAM
-    /// blocks `copied` selects. Every vCPU must be paused. `progress` gets RAM bytes written.
+    /// Writes the machine description, every vCPU, the in-kernel devices, every device's section
+    /// and the RAM blocks `copied` selects. The machine must be paused (`pause()`). `progress` gets RAM bytes written.
     /// `vcpusThroughBridge`: the guest runs on in vCPU bridges, which hand vCPU and in-kernel
     /// device state over later (VcpuBridge); the stream says so instead of holding them.
     func saveState(to writer: StateWriter, copying copied: (RamBlock) -> Bool, wasRunning: Bool,
@@ -43,9 +43,7 @@ extension Machine {
             }
             try writer.writeSection(PlatformState.sectionName, version: PlatformState.sectionVersion, payload: try PlatformState.capture(vm).encode())
         }
-        if let serialPort {
-            try writer.writeSection(Serial16550.sectionName, version: Serial16550.sectionVersion, payload: serialPort.uartState.encodeState())
-        }
+        try devices.save(to: writer)
         var ramWritten: UInt64 = 0
         for (blockIndex, block) in memory.blocks.enumerated() where copied(block) {
             var offset = 0

@@ -4,7 +4,10 @@ import Shared
 /// the difference named, and what the VM's identity is (its start time survives updates).
 struct MachineDescription: Equatable {
     static let sectionName = "machine"
-    static let sectionVersion: UInt32 = 1
+    /// Version 2 added the device topology; version 1 streams (no topology) still load.
+    static let sectionVersion: UInt32 = 2
+    static let readableVersions: [UInt32] = [1, 2]
+    static let deviceLimit = 256
 
     struct Block: Equatable {
         var name: String
@@ -19,6 +22,9 @@ struct MachineDescription: Equatable {
 
     var vcpuCount: Int
     var blocks: [Block]
+    /// One line per device, "id: kind options" (DeviceRegistry.topology); nil when the
+    /// stream predates it (version 1), which skips the device check.
+    var devices: [String]?
     var wasRunning: Bool
     var vmStarted: Double
 
@@ -35,6 +41,9 @@ struct MachineDescription: Equatable {
         }
         encoder.bool(wasRunning)
         encoder.u64(vmStarted.bitPattern)
+        let devices = self.devices ?? []
+        encoder.u32(UInt32(devices.count))
+        for device in devices { encoder.string(device) }
         return encoder.bytes
     }
 
@@ -42,8 +51,8 @@ struct MachineDescription: Equatable {
         guard section.name == sectionName else {
             throw StateFormatError.malformed("the stream starts with section '\(section.name)', expected '\(sectionName)'")
         }
-        guard section.version == sectionVersion else {
-            throw StateFormatError.malformed("section '\(section.name)' has version \(section.version); this cprvmm reads version \(sectionVersion)")
+        guard readableVersions.contains(section.version) else {
+            throw StateFormatError.malformed("section '\(section.name)' has version \(section.version); this cprvmm reads versions \(readableVersions.map(String.init).joined(separator: ", "))")
         }
         var decoder = StateDecoder(section.payload, section: section.name)
         let vcpus = Int(try decoder.u32())
@@ -55,8 +64,13 @@ struct MachineDescription: Equatable {
                 name: try decoder.string(limit: 256), size: try decoder.u64(), backing: try decoder.string(limit: 32),
                 shared: try decoder.bool(), copied: try decoder.bool()))
         }
-        let description = MachineDescription(
-            vcpuCount: vcpus, blocks: blocks, wasRunning: try decoder.bool(), vmStarted: Double(bitPattern: try decoder.u64()))
+        var description = MachineDescription(
+            vcpuCount: vcpus, blocks: blocks, devices: nil, wasRunning: try decoder.bool(), vmStarted: Double(bitPattern: try decoder.u64()))
+        if section.version >= 2 {
+            let deviceCount = Int(try decoder.u32())
+            guard deviceCount <= deviceLimit else { throw StateFormatError.malformed("section 'machine': \(deviceCount) devices is absurd") }
+            description.devices = try (0..<deviceCount).map { _ in try decoder.string(limit: 1024) }
+        }
         try decoder.finish()
         return description
     }
@@ -79,6 +93,27 @@ struct MachineDescription: Equatable {
         }
         for mine in blocks where !incoming.blocks.contains(where: { $0.name == mine.name }) {
             return "this VM has RAM block \(mine.name), the incoming one has none (start it with the same -m/-object/-machine options)"
+        }
+        if let theirs = incoming.devices, let mine = devices {
+            return MachineDescription.deviceMismatch(incoming: theirs, mine: mine)
+        }
+        return nil
+    }
+
+    /// The first difference between two device topologies, as an instruction.
+    static func deviceMismatch(incoming: [String], mine: [String]) -> String? {
+        func id(_ line: String) -> Substring { line.prefix { $0 != ":" } }
+        for line in incoming where !mine.contains(line) {
+            if let other = mine.first(where: { id($0) == id(line) }) {
+                return "device \(id(line)) is '\(line.dropFirst(id(line).count + 2))' in the incoming VM and '\(other.dropFirst(id(other).count + 2))' here (start it with the same device options)"
+            }
+            return "the incoming VM has device \(line), this one has none (start it with the same device options)"
+        }
+        for line in mine where !incoming.contains(line) {
+            return "this VM has device \(line), the incoming one has none (start it with the same device options)"
+        }
+        if incoming != mine {
+            return "the devices were created in another order (incoming: \(incoming.map { id($0) }.joined(separator: ", ")))"
         }
         return nil
     }

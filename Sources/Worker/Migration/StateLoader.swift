@@ -40,8 +40,8 @@ final class StateLoader {
                 vcpusThroughBridge = true
             case PlatformState.sectionName:
                 platform = try PlatformState.decode(section(header))
-            case Serial16550.sectionName:
-                machine.serialPort?.uartState = try Serial16550.decodeState(section(header))
+            case let name where machine.devices.device(forSection: name) != nil:
+                try machine.devices.load(section(header))
             case let name where name.hasPrefix("cpu."):
                 guard let index = Int(name.dropFirst(4)), machine.vcpus.indices.contains(index), !restoredVcpus.contains(index) else {
                     throw StateFormatError.malformed("unexpected section '\(name)'")

@@ -17,6 +17,14 @@ enum StateSections {
         VcpuBridge.sectionName: VcpuBridge.sectionVersion,
     ]
 
+    /// Section name → every version this build reads (a probe's answer): the written one, and
+    /// older ones a reader still takes.
+    static var readableVersions: [String: [UInt32]] {
+        var readable = versions.mapValues { [$0] }
+        readable[MachineDescription.sectionName] = MachineDescription.readableVersions
+        return readable
+    }
+
     /// The CPR state's sections (the handoff apart from the VM state).
     static let cprVersions: [String: UInt32] = [
         CPRState.sectionName: CPRState.sectionVersion,

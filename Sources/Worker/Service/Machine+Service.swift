@@ -37,7 +37,7 @@ extension Machine {
     /// where the dead one stopped instead of truncating it.
     static let storedConsoleName = SerialBackend.fileHandoverName
 
-    /// Keeps the guest's RAM (and a console file) in systemd's fd store, so a process that
+    /// Keeps the guest's RAM (and the devices' files: a console) in systemd's fd store, so a process that
     /// dies after a live update saved its state can be restarted with guest memory intact.
     /// Harmless when repeated: systemd ignores an fd it already stores.
     func storeFDsWithService() {
@@ -45,9 +45,7 @@ extension Machine {
         var stored = memory.blocks.compactMap { block in
             block.fd.map { ServiceNotification.storeFD(name: Machine.storedRAMName(block.name), fd: $0) }
         }
-        if let console = serialBackend?.handover.first(where: { $0.name == Machine.storedConsoleName }) {
-            stored.append(.storeFD(name: Machine.storedConsoleName, fd: console.fd))
-        }
+        stored += devices.storedFDs.map { ServiceNotification.storeFD(name: $0.name, fd: $0.fd) }
         Worker.serviceManager?.notify(stored)
     }
 
@@ -55,7 +53,7 @@ extension Machine {
     func emptyServiceFDStore() {
         guard Worker.serviceManager != nil else { return }
         var names = memory.blocks.map { Machine.storedRAMName($0.name) }
-        names += Machine.storedUpdateNames + [Machine.storedConsoleName]
+        names += Machine.storedUpdateNames + devices.storedFDs.map(\.name)
         Worker.serviceManager?.notify(names.map { .removeStoredFD(name: $0) })
     }
 

@@ -31,7 +31,7 @@ enum CPRExecProbe {
         } catch {
             problem = .string("\(error)")
         }
-        let sections = JSONObject(StateSections.versions.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.array([.int(Int64($0.value))])) })
+        let sections = JSONObject(StateSections.readableVersions.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.array($0.value.map { .int(Int64($0)) })) })
         let cpr = JSONObject(StateSections.cprVersions.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.array([.int(Int64($0.value))])) })
         let answer: JSONObject = [
             "cprvmm-probe": .object([

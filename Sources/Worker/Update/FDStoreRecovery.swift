@@ -51,13 +51,12 @@ enum FDStoreRecovery {
             return nil
         }
         // The manifest's fd numbers were the dead process's: take the stored fds by name.
-        // Sockets died with that process and are created anew; a console file goes on.
+        // Sockets died with that process and are created anew (they are never stored); RAM,
+        // the states, the bridge region and the devices' stored files (a console) go on.
         var fds: [CPRState.InheritedFD] = []
         for entry in cpr.fds {
             let storedName = entry.name.hasPrefix("ram:") ? Machine.storedRAMName(String(entry.name.dropFirst(4))) : entry.name
-            let stored = storedName.hasPrefix("ram-") || storedName == Machine.storedStateName || storedName == Machine.storedConsoleName
-                || storedName == VcpuBridge.handoverName
-            guard stored, let fd = byName[storedName] else { continue }
+            guard let fd = byName[storedName] else { continue }
             fds.append(CPRState.InheritedFD(name: entry.name, fd: fd))
             used.insert(fd)
         }

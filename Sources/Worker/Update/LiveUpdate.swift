@@ -98,7 +98,7 @@ enum LiveUpdate {
             // The device state is saved: the guest may run on, in the bridges, from here. The
             // port table is filled now, while the devices are frozen: before the pause a vCPU
             // could still have changed what a bridge may answer on its own.
-            bridge?.run(ports: machine.bus.bridgePorts())
+            bridge?.run(ports: machine.ports.bridgePorts())
             cpr.execMonotonicNanoseconds = monotonicNanoseconds()
             cprFD = try cpr.writeToMemfd()
             if stateFD >= 0 {
@@ -154,11 +154,11 @@ enum LiveUpdate {
 }
 
 extension Machine {
-    /// Everything the next image must inherit: RAM, listening sockets, the console.
+    /// Everything the next image must inherit: RAM, listening sockets, every device's fds.
     var handoverFDs: [CPRState.InheritedFD] {
         var fds = memory.blocks.compactMap { block in block.fd.map { CPRState.InheritedFD(name: "ram:" + block.name, fd: $0) } }
         fds += monitorSocketsForHandover
-        fds += (serialBackend?.handover ?? []).map { CPRState.InheritedFD(name: $0.name, fd: $0.fd) }
+        fds += devices.handoverFDs.map { CPRState.InheritedFD(name: $0.name, fd: $0.fd) }
         return fds
     }
 
