@@ -71,13 +71,13 @@ extension VirtualMachines {
             try LiveUpdateTests.update(vm, to: Binaries.cprvmm, prefix: try Self.slowStart(), uri: "memfd:")
             let record = try Self.lastUpdate(vm)
             let phases = record["phases-us"] as? [String: Any] ?? [:]
-            // The vCPU reads port 0x71 every millisecond or so: it stopped there within a few ms
+            // The vCPU reads port 0x278 every millisecond or so: it stopped there within a few ms
             // of the exec and waited out the slow start, and the pause says so.
             #expect(Self.microseconds(phases, "a vcpu waits for the handover") >= 200_000, "\(phases)")
             #expect(Self.microseconds(record, "pause-us") >= 200_000, "\(record)")
             let before = dots(process.stdout)
             process.waitForOutput("100 more dots") { dots($0) >= before + 100 }
-            #expect(!process.stdout.contains("X"), "the guest read something else than 0xff from port 0x71")
+            #expect(!process.stdout.contains("X"), "the guest read something else than 0xff from port 0x278")
             _ = process.terminate()
         }
 

@@ -85,6 +85,12 @@ port_in:
 port_out:
     call random
     mov %eax, %edx
+    // Port 0x92 and 0xcf9 reset the machine, which ends this VM (cprvmm has no reset yet):
+    // a legitimate request, not a misbehaviour to survive.
+    cmp $0x92, %dx
+    je chaos
+    cmp $0xcf9, %dx
+    je chaos
     shr $16, %rax
     test $0x100, %eax
     jnz 2f

@@ -1,4 +1,4 @@
-// A -kernel guest for the vCPU bridge tests: forever, it reads port 0x71 (no device there:
+// A -kernel guest for the vCPU bridge tests: forever, it reads port 0x278 (LPT2; no device there:
 // cprvmm answers 0xff, but only an image can, so a vCPU bridge must stop at it and leave it to
 // the next image) and prints '.' when it read 0xff, 'X' otherwise, then waits about 1 ms.
 // Runs at CPL0, in KVM's instruction emulator on kvm_pvm hosts: keep it short.
@@ -7,7 +7,7 @@
     .globl _start
 _start:
     mov $0x3f8, %dx
-1:  mov $0x71, %dx
+1:  mov $0x278, %dx
     in %dx, %al
     mov %al, %bl
     mov $'.', %al

@@ -631,7 +631,7 @@ private func failure(_ line: String) -> String? {
             "-nodefaults", "-no-user-config", "-object memory-backend-memfd", "-object memory-backend-file",
             "-object memory-backend-ram", "-serial ", "-display none", "-nographic", "-kernel ", "-bios ",
             "-builtin-guest ", "memfd-alloc=on|off", "memory-backend=id", "unix:path,server=on,wait=off",
-            "file:path", "mode=sleep|spin",
+            "file:path", "mode=sleep|spin", "-debugcon ", "-global isa-debugcon.iobase=",
         ] {
             #expect(Usage.text.contains(option), "missing \(option)")
         }
@@ -641,5 +641,26 @@ private func failure(_ line: String) -> String? {
         for line in Usage.text.split(separator: "\n") {
             #expect(line.count <= 100, "too long: \(line)")
         }
+    }
+}
+
+// MARK: - Debug console
+
+@Suite struct DebugConsoleOptionTests {
+    @Test func targetsAndPort() throws {
+        #expect(try config("-m 16").debugcon == nil, "absent by default, as in QEMU")
+        #expect(try config("-debugcon file:/tmp/log").debugcon == .file("/tmp/log"))
+        #expect(try config("-debugcon stdio").debugcon == .stdio)
+        #expect(try config("-debugcon null").debugcon == .null)
+        #expect(try config("-debugcon stdio -debugcon none").debugcon == nil)
+        #expect(try config("-m 16").debugconIOBase == 0x402)
+        #expect(try config("-global isa-debugcon.iobase=0xe9").debugconIOBase == 0xE9)
+    }
+
+    @Test func errors() {
+        #expect(failure("-debugcon tcp:1") == "-debugcon tcp:1: unsupported debug console (use file:PATH, stdio, null or none)")
+        #expect(failure("-debugcon file:") == "-debugcon file:: unsupported debug console (use file:PATH, stdio, null or none)")
+        #expect(failure("-global isa-debugcon.iobase=0x10000") == "-global isa-debugcon.iobase=0x10000: invalid iobase '0x10000' (use a port number from 0 to 0xffff)")
+        #expect(failure("-global kvm-pit.lost_tick_policy=delay") == "-global kvm-pit.lost_tick_policy=delay: unsupported global property (the one supported is isa-debugcon.iobase=PORT)")
     }
 }

@@ -76,6 +76,7 @@ public enum CommandLineParser {
 
     enum Option: String {
         case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming, device
+        case debugcon, global
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -86,7 +87,7 @@ public enum CommandLineParser {
         var takesArgument: Bool {
             switch self {
             case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
-                .incoming, .device:
+                .incoming, .device, .debugcon, .global:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -100,7 +101,7 @@ public enum CommandLineParser {
         "qmp-pretty", "mon", "chardev", "daemonize", "pidfile",
         "runas", "chroot", "sandbox", "preconfig", "loadvm", "only-migratable", "no-reboot",
         "no-shutdown", "action", "watchdog", "watchdog-action", "qtest", "qtest-log", "add-fd",
-        "readconfig", "writeconfig", "set", "global", "compat", "run-with", "msg", "trace",
+        "readconfig", "writeconfig", "set", "compat", "run-with", "msg", "trace",
         "plugin", "d", "D", "dfilter", "seed", "L", "enable-fips", "gdb", "s", "singlestep",
         "icount", "rtc", "overcommit", "uuid", "xen-domid", "xen-attach", "xen-domid-restrict",
         "dump-vmstate", "enable-sync-profile", "semihosting", "semihosting-config", "echr",
@@ -112,7 +113,7 @@ public enum CommandLineParser {
         "drive", "blockdev", "hda", "hdb", "hdc", "hdd", "cdrom", "fda", "fdb", "mtdblock", "sd",
         "snapshot", "fsdev", "virtfs", "virtfs_synth", "iscsi",
         // Network and other devices
-        "netdev", "nic", "net", "usb", "usbdevice", "parallel", "debugcon",
+        "netdev", "nic", "net", "usb", "usbdevice", "parallel",
         "virtioconsole", "tpmdev", "audio", "audiodev", "soundhw", "bt",
         // Display and input
         "vga", "vnc", "spice", "sdl", "curses", "full-screen", "g", "k", "no-frame", "alt-grab",
@@ -251,6 +252,28 @@ public enum CommandLineParser {
 
             case .device:
                 try addDevice(value, context: context)
+
+            case .debugcon:
+                switch value {
+                case "none": config.debugcon = nil
+                case "stdio": config.debugcon = .stdio
+                case "null": config.debugcon = .null
+                case _ where value.hasPrefix("file:") && value.count > 5: config.debugcon = .file(String(value.dropFirst(5)))
+                default:
+                    throw CommandLineError("\(context): unsupported debug console (use file:PATH, stdio, null or none)")
+                }
+
+            case .global:
+                // QEMU's -global DRIVER.PROP=VALUE; the one property cprvmm has is the debug console's port.
+                let prefix = "isa-debugcon.iobase="
+                guard value.hasPrefix(prefix) else {
+                    throw CommandLineError("\(context): unsupported global property (the one supported is isa-debugcon.iobase=PORT)")
+                }
+                let text = String(value.dropFirst(prefix.count))
+                guard let port = integer(text), port <= 0xFFFF else {
+                    throw CommandLineError("\(context): invalid iobase '\(text)' (use a port number from 0 to 0xffff)")
+                }
+                config.debugconIOBase = UInt16(port)
 
             case .accel:
                 let list = try options(value, impliedKey: "accel", keys: ["accel"], context: context)

@@ -36,6 +36,9 @@ public struct MachineConfig: Equatable, Sendable {
     public var builtinGuest = BuiltinGuestConfig()
     /// `-device isa-debug-exit`: a port where a guest write ends the VM (absent by default, as in QEMU).
     public var debugExit: DebugExitConfig? = nil
+    /// `-debugcon` (QEMU's isa-debugcon, where SeaBIOS logs) and its port (`-global isa-debugcon.iobase=`).
+    public var debugcon: DebugConsoleTarget? = nil
+    public var debugconIOBase: UInt16 = 0x402
 
     public init() {}
 

@@ -63,6 +63,11 @@ public enum Usage {
                         a port where a guest write of V ends cprvmm with exit status
                         (V << 1) | 1, as QEMU's isa-debug-exit (default iobase=0x501,
                         iosize=2; absent unless given); no other -device is supported
+        -debugcon file:path|stdio|null|none
+                        QEMU's isa-debugcon: bytes the guest writes to port 0x402 go to the
+                        file or stderr (SeaBIOS prints its log there); absent by default
+        -global isa-debugcon.iobase=port
+                        move the debug console to another port
 
         Boot options:
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;

@@ -24,6 +24,8 @@ public final class Machine {
     private(set) var vcpus: [VcpuThread] = []
     private(set) var serialBackend: SerialBackend?
     private(set) var serialPort: SerialPort?
+    /// PCI bus 0 (I440FX).
+    private(set) var pciBus: PciBus?
     private let exitLock = Lock()
     private var exitStatus: Int32?
     /// Changed only on the loop thread.
@@ -108,6 +110,7 @@ public final class Machine {
         } else if let kernel {
             entry = try kernel.load(into: memory.guest, name: config.kernel!)
         } else if firmware != nil {
+            memory.loadFirmwareShadow()
             entry = .resetVector
         } else {
             entry = try BuiltinGuest.load(into: memory.guest)
@@ -117,8 +120,12 @@ public final class Machine {
     }
 
     private func createDevices() throws {
+        try createBoardDevices()
         if config.serial != .none { try createSerialPort() }
         // After COM1, so that an overlap names the option that moved a device onto it.
+        if let target = config.debugcon {
+            try devices.add(DebugConsole(target, port: config.debugconIOBase, inherited: inheritedFD(DebugConsole.fileHandoverName)))
+        }
         if let debugExit = config.debugExit {
             try devices.add(DebugExit(ioBase: debugExit.ioBase, ioSize: debugExit.ioSize) { [unowned self] value, status in
                 let reason = "the guest wrote 0x\(String(value, radix: 16)) to isa-debug-exit: exiting with status \(status)"
@@ -126,6 +133,32 @@ public final class Machine {
             })
         }
     }
+
+    /// What QEMU's `pc` machine has on every VM: the i440FX/PIIX3 PCI chipset, the RTC and
+    /// CMOS, port 0x92 and fw_cfg. Firmware needs them; other guests may probe them.
+    private func createBoardDevices() throws {
+        let chipset = try I440FX(buses: devices.buses)
+        chipset.bus.setIrqLine = { [unowned self] irq, level in
+            do { try vm.setIrqLine(irq, level: level) } catch { Log.error("PCI interrupt: \(error)") }
+        }
+        chipset.bus.onResetRequest = { [unowned self] reason in guestRequestedReset(reason) }
+        try devices.add(chipset)
+        pciBus = chipset.bus
+        let below4G = memory.ramRanges.first.map { $0.end - $0.start } ?? 0
+        try devices.add(CmosRtc(ramBelow4G: below4G, ramAbove4G: config.ramSize - below4G, cpus: config.smp))
+        try devices.add(SystemControlPort { [unowned self] reason in guestRequestedReset(reason) })
+        try devices.add(FirmwareConfig.pc(
+            ramRanges: memory.ramRanges, ramSize: config.ramSize, cpus: config.smp,
+            reserved: [(Machine.identityMapAddress, 0x4000)], bootOrder: []))
+    }
+
+    /// A system reset is not implemented yet: the VM ends, as QEMU's `-no-reboot` makes it.
+    private func guestRequestedReset(_ reason: String) {
+        requestExit(status: 0, reason: "\(reason); cprvmm cannot reset a VM yet, so the VM stops", guest: true, cause: "guest-reset")
+    }
+
+    /// An fd a previous image handed over (a live update, or systemd's fd store after a crash).
+    func inheritedFD(_ name: String) -> Int32? { cprState?.fd(named: name) }
 
     private func createSerialPort() throws {
         let backend = try SerialBackend(config.serial) { [cprState] name in

@@ -2,7 +2,7 @@ import Glibc
 
 /// Guest RAM as a PC lays it out: main RAM below 3 GiB, the rest above 4 GiB (leaving the
 /// hole where firmware and the LAPIC/IOAPIC live), and `-bios` firmware just below 4 GiB with
-/// its last 128 KiB aliased below 1 MiB, where real-mode code expects it.
+/// its last 128 KiB copied below 1 MiB, where real-mode code expects it.
 final class MachineMemory {
     static let lowMemoryLimit: UInt64 = 3 << 30
     static let highMemoryStart: UInt64 = 4 << 30
@@ -26,17 +26,13 @@ final class MachineMemory {
             blocks.append(bios)
             let size = UInt64(firmware.bytes.count)
             regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart - size), size: size, block: bios, blockOffset: 0, readOnly: true))
-            // Real-mode code jumps to F000:xxxx; give it the image's last 128 KiB there, read-only.
-            let alias = min(UInt64(MachineMemory.isaBiosAliasSize), size)
-            let aliasStart: UInt64 = 0x10_0000 - alias
-            regions.append(GuestRegion(start: GuestAddress(aliasStart), size: alias, block: bios, blockOffset: size - alias, readOnly: true))
-            regions.append(GuestRegion(start: GuestAddress(0), size: aliasStart, block: main, blockOffset: 0, readOnly: false))
-            if low > 0x10_0000 {
-                regions.append(GuestRegion(start: GuestAddress(0x10_0000), size: low - 0x10_0000, block: main, blockOffset: 0x10_0000, readOnly: false))
-            }
-        } else {
-            regions.append(GuestRegion(start: GuestAddress(0), size: low, block: main, blockOffset: 0, readOnly: false))
         }
+        // With firmware, 0xe0000-0xfffff is RAM holding a copy of the image's last 128 KiB
+        // (`loadFirmwareShadow`): real-mode code runs it at F000:xxxx, and SeaBIOS copies
+        // itself there and keeps its data there once it has programmed the i440FX's PAM
+        // registers (I440FX). Writable RAM from the start serves both, and crosses a live
+        // update as the rest of RAM does.
+        regions.append(GuestRegion(start: GuestAddress(0), size: low, block: main, blockOffset: 0, readOnly: false))
         if main.size > low {
             let high = main.size - low
             regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart), size: high, block: main, blockOffset: low, readOnly: false))
@@ -46,6 +42,17 @@ final class MachineMemory {
         self.guest = try GuestMemory(regions: regions)
         self.ramRanges = ramRanges
     }
+
+    /// Copies the firmware's last 128 KiB below 1 MiB, where a PC's reset path finds it. Only
+    /// on a fresh boot: after that the area is the guest's (a live update keeps it as it is).
+    func loadFirmwareShadow() {
+        guard let bios = blocks.first(where: { $0.name == MachineMemory.firmwareBlockName }) else { return }
+        let size = min(UInt64(MachineMemory.isaBiosAliasSize), bios.size)
+        let start = 0x10_0000 - Int(size)
+        blocks[0].host.advanced(by: start).copyMemory(from: bios.host.advanced(by: Int(bios.size - size)), byteCount: Int(size))
+    }
+
+    static let firmwareBlockName = "pc.bios"
 
     /// Main RAM: the named backend, else a memfd "pc.ram" (memfd-alloc=on) or anonymous memory.
     private static func createMainRAM(_ config: MachineConfig, inherited: [String: Int32]) throws -> RamBlock {
@@ -78,9 +85,9 @@ final class MachineMemory {
     private static func createFirmwareBlock(_ firmware: Firmware, memfd: Bool, inherited: Int32?) throws -> RamBlock {
         let size = UInt64(firmware.bytes.count)
         if let inherited, memfd {
-            return try RamBlock.adopt(fd: inherited, name: "pc.bios", size: size, backing: .memfd, shared: true)
+            return try RamBlock.adopt(fd: inherited, name: MachineMemory.firmwareBlockName, size: size, backing: .memfd, shared: true)
         }
-        let block = memfd ? try RamBlock.memfd(name: "pc.bios", size: size) : try RamBlock.anonymous(name: "pc.bios", size: size)
+        let block = memfd ? try RamBlock.memfd(name: MachineMemory.firmwareBlockName, size: size) : try RamBlock.anonymous(name: MachineMemory.firmwareBlockName, size: size)
         firmware.bytes.withUnsafeBytes { block.host.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return block
     }
