@@ -94,7 +94,7 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test(arguments: [
-        "-chardev", "-mon", "-daemonize", "-drive", "-netdev",
+        "-chardev", "-mon", "-daemonize", "-cdrom", "-netdev",
         "-nic", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
     ])
     func unsupportedQEMUOptionsAreRefused(option: String) {
@@ -107,7 +107,7 @@ private func failure(_ line: String) -> String? {
         #expect(try config("-device isa-debug-exit").debugExit == DebugExitConfig())
         let moved = try #require(try config("-device isa-debug-exit,iobase=0xf4,iosize=0x04,id=dbg").debugExit)
         #expect(moved.ioBase == 0xF4 && moved.ioSize == 4)
-        #expect(failure("-device virtio-blk-pci,drive=d0") == "-device virtio-blk-pci,drive=d0: device 'virtio-blk-pci' is not supported by this cprvmm version (the one -device is isa-debug-exit)")
+        #expect(failure("-device e1000,netdev=n0") == "-device e1000,netdev=n0: device 'e1000' is not supported by this cprvmm version (the devices are virtio-blk-pci and isa-debug-exit)")
         #expect(failure("-device iobase=1") == "-device iobase=1: missing device driver (as in -device isa-debug-exit)")
         #expect(failure("-device isa-debug-exit,iobase=0x10000") == "-device isa-debug-exit,iobase=0x10000: invalid iobase '0x10000' (use a port number from 0 to 0xffff)")
         #expect(failure("-device isa-debug-exit,iosize=0") == "-device isa-debug-exit,iosize=0: invalid iosize '0' (use 1 to 4 ports)")
@@ -631,7 +631,8 @@ private func failure(_ line: String) -> String? {
             "-nodefaults", "-no-user-config", "-object memory-backend-memfd", "-object memory-backend-file",
             "-object memory-backend-ram", "-serial ", "-display none", "-nographic", "-kernel ", "-bios ",
             "-builtin-guest ", "memfd-alloc=on|off", "memory-backend=id", "unix:path,server=on,wait=off",
-            "file:path", "mode=sleep|spin", "-debugcon ", "-global isa-debugcon.iobase=",
+            "file:path", "mode=sleep|spin", "-debugcon ", "-global isa-debugcon.iobase=", "-drive file=", "-blockdev driver=file",
+            "-device virtio-blk-pci", "-boot order=c",
         ] {
             #expect(Usage.text.contains(option), "missing \(option)")
         }
@@ -662,5 +663,48 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-debugcon file:") == "-debugcon file:: unsupported debug console (use file:PATH, stdio, null or none)")
         #expect(failure("-global isa-debugcon.iobase=0x10000") == "-global isa-debugcon.iobase=0x10000: invalid iobase '0x10000' (use a port number from 0 to 0xffff)")
         #expect(failure("-global kvm-pit.lost_tick_policy=delay") == "-global kvm-pit.lost_tick_policy=delay: unsupported global property (the one supported is isa-debugcon.iobase=PORT)")
+    }
+}
+
+// MARK: - Disks
+
+@Suite struct DiskOptionTests {
+    @Test func driveIfVirtio() throws {
+        let disks = try config("-drive file=/d.img,format=raw,if=virtio -drive file=/e.img,if=virtio,readonly=on,cache=none,id=data").disks
+        #expect(disks.count == 2)
+        #expect(disks[0].id == "virtio0" && disks[0].drive.path == "/d.img" && disks[0].slot == 2 && !disks[0].drive.formatProbed)
+        #expect(disks[1].id == "data" && disks[1].drive.readOnly && disks[1].drive.cache == .none && disks[1].slot == 3)
+        #expect(disks[1].drive.formatProbed, "no format=: raw, after a look for a qcow2 header")
+    }
+
+    @Test func blockdevAndDevice() throws {
+        // -device may come before the -blockdev it names, as in QEMU.
+        let disks = try config("-device virtio-blk-pci,drive=root,id=disk0,bootindex=1,addr=0x5 -blockdev driver=file,node-name=f0,filename=/r.img,cache.direct=on -blockdev driver=raw,node-name=root,file=f0,read-only=on").disks
+        let disk = try #require(disks.first)
+        #expect(disk.id == "disk0" && disk.slot == 5 && disk.bootIndex == 1)
+        #expect(disk.drive.path == "/r.img" && disk.drive.cache == .none && disk.drive.readOnly)
+        let pair = try config("-drive file=/a,if=none,id=a -device virtio-blk-pci,drive=a,addr=2 -drive file=/b,if=virtio").disks
+        #expect(pair.map(\.slot) == [2, 3], "automatic slots skip the ones given")
+        #expect(Machine.bootOrder(disks) == ["/pci@i0cf8/scsi@5/disk@0,0"])
+    }
+
+    @Test func errors() {
+        #expect(failure("-drive file=/d.img,format=qcow2,if=virtio") == "-drive file=/d.img,format=qcow2,if=virtio: format=qcow2 is not supported by this cprvmm version (raw images only: convert with qemu-img convert -O raw)")
+        #expect(failure("-drive file=/d.img") == "-drive file=/d.img: a -drive without if= (an IDE disk in QEMU) is not supported; cprvmm's disks are virtio (add if=virtio, or if=none with -device virtio-blk-pci,drive=ID)")
+        #expect(failure("-drive file=/d.img,if=ide") == "-drive file=/d.img,if=ide: if=ide is not supported; cprvmm's disks are virtio (add if=virtio, or if=none with -device virtio-blk-pci,drive=ID)")
+        #expect(failure("-drive if=virtio") == "-drive if=virtio: missing file=PATH")
+        #expect(failure("-drive file=/d,if=virtio,cache=unsafe") == "-drive file=/d,if=virtio,cache=unsafe: cache=unsafe is not supported (use cache=none or cache=writeback)")
+        #expect(failure("-device virtio-blk-pci,drive=nope") == "-device virtio-blk-pci,drive=nope: no drive with id 'nope' (define it with -blockdev node-name=nope,... or -drive if=none,id=nope,...)")
+        #expect(failure("-drive file=/a,if=virtio,id=a -device virtio-blk-pci,drive=a") == "-device virtio-blk-pci,drive=a: drive 'a' is already used by -drive file=/a,if=virtio,id=a")
+        #expect(failure("-blockdev driver=qcow2,node-name=q,file=f") == "-blockdev driver=qcow2,node-name=q,file=f: driver=qcow2 is not supported by this cprvmm version (raw images only: driver=file, optionally under driver=raw)")
+        #expect(failure("-drive file=/a,if=none,id=a -device virtio-blk-pci,drive=a,addr=1") == "-device virtio-blk-pci,drive=a,addr=1: invalid addr '1' (use a slot from 0x2 to 0x1f; slots 0 and 1 hold the chipset)")
+        #expect(failure("-boot order=d") == "-boot order=d: boot order 'd' is not supported (cprvmm boots from disks only: order=c)")
+        #expect(failure("-boot menu=on") == "-boot menu=on: menu=on is not supported (cprvmm has no display or keyboard for a boot menu)")
+        #expect(failure("-drive file=/a,if=virtio,id=x -drive file=/b,if=virtio,id=x") == "-drive file=/b,if=virtio,id=x: drive id 'x' is already used by -drive file=/a,if=virtio,id=x")
+    }
+
+    @Test func bootOrderC() throws {
+        #expect(try config("-boot order=c,menu=off").disks.isEmpty)
+        #expect(try config("-boot c").disks.isEmpty)
     }
 }

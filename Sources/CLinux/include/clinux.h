@@ -43,6 +43,15 @@ uint64_t clinux_monotonic_ns(void);
 
 
 
+// Memory ordering for rings shared with the guest (virtqueues): Swift has no fences of its
+// own that the compiler and the CPU both honour.
+static inline void clinux_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+static inline void clinux_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
+static inline void clinux_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// O_DIRECT sits behind _GNU_SOURCE; this is its value on x86-64.
+static const int CLINUX_O_DIRECT = 040000;
+
 // accept4(2) sits behind _GNU_SOURCE.
 int clinux_accept4(int fd, int flags);
 

@@ -76,7 +76,7 @@ public enum CommandLineParser {
 
     enum Option: String {
         case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming, device
-        case debugcon, global
+        case debugcon, global, drive, blockdev, boot
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -87,7 +87,7 @@ public enum CommandLineParser {
         var takesArgument: Bool {
             switch self {
             case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
-                .incoming, .device, .debugcon, .global:
+                .incoming, .device, .debugcon, .global, .drive, .blockdev, .boot:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -105,12 +105,12 @@ public enum CommandLineParser {
         "plugin", "d", "D", "dfilter", "seed", "L", "enable-fips", "gdb", "s", "singlestep",
         "icount", "rtc", "overcommit", "uuid", "xen-domid", "xen-attach", "xen-domid-restrict",
         "dump-vmstate", "enable-sync-profile", "semihosting", "semihosting-config", "echr",
-        "tb-size", "accel-opts", "mem-path", "mem-prealloc", "numa", "cpu", "boot",
+        "tb-size", "accel-opts", "mem-path", "mem-prealloc", "numa", "cpu",
         // Boot
         "append", "initrd", "dtb", "option-rom", "fw_cfg", "smbios", "acpitable", "no-acpi",
         "no-hpet", "pflash",
         // Block devices
-        "drive", "blockdev", "hda", "hdb", "hdc", "hdd", "cdrom", "fda", "fdb", "mtdblock", "sd",
+        "hda", "hdb", "hdc", "hdd", "cdrom", "fda", "fdb", "mtdblock", "sd",
         "snapshot", "fsdev", "virtfs", "virtfs_synth", "iscsi",
         // Network and other devices
         "netdev", "nic", "net", "usb", "usbdevice", "parallel",
@@ -138,6 +138,9 @@ public enum CommandLineParser {
         var biosOption: String?
         var builtinGuestOption: String?
         var debugExitOption: String?
+        /// Drives by id (-drive, -blockdev) with the option that defined each.
+        var drives: [String: (drive: DriveConfig, context: String)] = [:]
+        var diskDevices: [DiskDevice] = []
 
         mutating func apply(_ option: Option, spelling: String, value: String) throws(CommandLineError) {
             let context = value.isEmpty ? "\(spelling) ''" : "\(spelling) \(value)"
@@ -253,6 +256,13 @@ public enum CommandLineParser {
             case .device:
                 try addDevice(value, context: context)
 
+            case .drive:
+                try addDrive(value, context: context)
+            case .blockdev:
+                try addBlockdev(value, context: context)
+            case .boot:
+                try setBoot(value, context: context)
+
             case .debugcon:
                 switch value {
                 case "none": config.debugcon = nil
@@ -333,6 +343,7 @@ public enum CommandLineParser {
                     config.ramSize = backend.size
                 }
             }
+            try bindDisks()
             for (backend, option) in zip(config.memoryBackends, backendOptions) where backend.id != config.memoryBackendID {
                 throw CommandLineError(
                     "\(option): defined but not used (cprvmm uses a memory backend only as guest RAM: add -machine memory-backend=\(backend.id))")
@@ -519,8 +530,9 @@ public enum CommandLineParser {
             // The driver first: another device's properties are not worth naming.
             let driver = value.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             guard !driver.isEmpty, !driver.contains("=") else { throw CommandLineError("\(context): missing device driver (as in -device isa-debug-exit)") }
+            if driver == "virtio-blk-pci" { return try addVirtioBlockDevice(value, context: context) }
             guard driver == "isa-debug-exit" else {
-                throw CommandLineError("\(context): device '\(driver)' is not supported by this cprvmm version (the one -device is isa-debug-exit)")
+                throw CommandLineError("\(context): device '\(driver)' is not supported by this cprvmm version (the devices are virtio-blk-pci and isa-debug-exit)")
             }
             let list = try options(value, impliedKey: "driver", keys: ["driver", "iobase", "iosize", "id"], context: context)
             if let debugExitOption {

@@ -39,6 +39,8 @@ public struct MachineConfig: Equatable, Sendable {
     /// `-debugcon` (QEMU's isa-debugcon, where SeaBIOS logs) and its port (`-global isa-debugcon.iobase=`).
     public var debugcon: DebugConsoleTarget? = nil
     public var debugconIOBase: UInt16 = 0x402
+    /// `-device virtio-blk-pci` and `-drive if=virtio` disks, in command-line order.
+    public var disks: [VirtioBlockConfig] = []
 
     public init() {}
 

@@ -62,7 +62,21 @@ public enum Usage {
         -device isa-debug-exit[,iobase=port][,iosize=n][,id=id]
                         a port where a guest write of V ends cprvmm with exit status
                         (V << 1) | 1, as QEMU's isa-debug-exit (default iobase=0x501,
-                        iosize=2; absent unless given); no other -device is supported
+                        iosize=2; absent unless given)
+        -device virtio-blk-pci,drive=id[,id=id][,bootindex=n][,addr=slot]
+                        a virtio disk (modern virtio-pci, MSI-X) on the drive named id
+
+        Block device options (raw images; a live update keeps them open):
+        -drive file=path[,format=raw][,if=virtio|none][,readonly=on|off]
+               [,cache=writeback|none][,id=id]
+                        a raw image; if=virtio also creates its virtio-blk-pci disk
+                        (cache=none opens it O_DIRECT); no other format or interface
+        -blockdev driver=file,node-name=name,filename=path[,read-only=on|off]
+                  [,cache.direct=on|off]
+                        a raw image for -device virtio-blk-pci,drive=name (also
+                        driver=raw,node-name=name,file=node over it, as libvirt does)
+        -boot order=c[,menu=off]
+                        boot from the disks (with bootindex= deciding their order)
         -debugcon file:path|stdio|null|none
                         QEMU's isa-debugcon: bytes the guest writes to port 0x402 go to the
                         file or stderr (SeaBIOS prints its log there); absent by default

@@ -46,6 +46,27 @@ public final class VmFd {
         try ioctlChecked(fd, CKVM_IRQ_LINE, &line, "KVM_IRQ_LINE \(irq)")
     }
 
+    /// Sends one MSI (a device's MSI-X vector) to the in-kernel LAPICs. A masked or
+    /// undeliverable message is not an error: the guest decides where interrupts go.
+    func signalMSI(address: UInt64, data: UInt32) throws(SystemError) {
+        var message = kvm_msi()
+        message.address_lo = UInt32(truncatingIfNeeded: address)
+        message.address_hi = UInt32(truncatingIfNeeded: address >> 32)
+        message.data = data
+        try ioctlChecked(fd, CKVM_SIGNAL_MSI, &message, "KVM_SIGNAL_MSI")
+    }
+
+    /// Makes a guest write of any size to the MMIO address `address` signal `eventFD` inside
+    /// KVM, with no exit to the VMM (a virtqueue doorbell); `assign: false` removes it.
+    func setIoEventFD(address: UInt64, eventFD: Int32, assign: Bool) throws(SystemError) {
+        var request = kvm_ioeventfd()
+        request.addr = address
+        request.len = 0  // any access size (KVM_CAP_IOEVENTFD_ANY_LENGTH)
+        request.fd = eventFD
+        request.flags = assign ? 0 : CKVM_IOEVENTFD_FLAG_DEASSIGN
+        try ioctlChecked(fd, CKVM_IOEVENTFD, &request, "KVM_IOEVENTFD at 0x\(String(address, radix: 16))")
+    }
+
     func createVcpu(index: Int) throws(SystemError) -> VcpuFd {
         let vcpufd = try ioctlChecked(fd, CKVM_CREATE_VCPU, value: index, "KVM_CREATE_VCPU \(index)")
         do {

@@ -149,7 +149,8 @@ public final class Machine {
         try devices.add(SystemControlPort { [unowned self] reason in guestRequestedReset(reason) })
         try devices.add(FirmwareConfig.pc(
             ramRanges: memory.ramRanges, ramSize: config.ramSize, cpus: config.smp,
-            reserved: [(Machine.identityMapAddress, 0x4000)], bootOrder: []))
+            reserved: [(Machine.identityMapAddress, 0x4000)], bootOrder: Machine.bootOrder(config.disks)))
+        try createDisks(on: chipset.bus)
     }
 
     /// A system reset is not implemented yet: the VM ends, as QEMU's `-no-reboot` makes it.

@@ -62,6 +62,15 @@ public final class GuestMemory {
         return UnsafeMutableRawBufferPointer(start: region.block.host + Int(offset), count: count)
     }
 
+    /// As `slice`, for a device that writes into guest memory (DMA): firmware ROM is refused,
+    /// as a write there would change the firmware under the guest.
+    public func writableSlice(at address: GuestAddress, count: Int) throws(GuestMemoryError) -> UnsafeMutableRawBufferPointer {
+        guard let region = region(containing: address, length: UInt64(max(count, 0))), !region.readOnly else {
+            throw .outOfBounds(address, length: UInt64(max(count, 0)))
+        }
+        return try slice(at: address, count: count)
+    }
+
     public func write(_ bytes: some Collection<UInt8>, at address: GuestAddress) throws(GuestMemoryError) {
         let target = try slice(at: address, count: bytes.count)
         target.copyBytes(from: bytes)

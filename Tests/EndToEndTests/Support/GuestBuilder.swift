@@ -48,6 +48,20 @@ enum GuestBuilder {
         return output
     }
 
+    /// A 512-byte boot sector linked at 0000:7C00, where a PC BIOS loads it.
+    static func bootSector(_ name: String) throws -> [UInt8] {
+        let dir = try temporaryDirectory()
+        let object = dir.appendingPathComponent(name + ".o").path
+        let image = dir.appendingPathComponent(name + ".bin").path
+        try run(toolDirectory + "/clang", ["-c", sources.appendingPathComponent(name + ".S").path, "-o", object])
+        try run(toolDirectory + "/ld.lld", ["--oformat", "binary", "--image-base=0", "-Ttext=0x7c00", object, "-o", image])
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: image)))
+        guard bytes.count == 512, bytes[510] == 0x55, bytes[511] == 0xAA else {
+            throw GuestBuildError(message: "\(name): a boot sector is 512 bytes ending in 55 aa, not \(bytes.count) bytes")
+        }
+        return bytes
+    }
+
     /// A raw 64 KiB real-mode firmware image, for `-bios`.
     static func firmware(_ name: String) throws -> String {
         let dir = try temporaryDirectory()

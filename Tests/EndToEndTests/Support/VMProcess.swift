@@ -26,6 +26,13 @@ enum Host {
     /// QEMU's PC firmware from Debian's seabios package (scripts/test installs it as root).
     static let seabios = "/usr/share/seabios/bios.bin"
     static let seabiosAvailable = kvmAvailable && access(seabios, R_OK) == 0
+
+    /// Whether files next to `path` can be opened O_DIRECT (tmpfs cannot: cache=none fails there).
+    static func supportsDirectIO(at path: String) -> Bool {
+        let fd = open(path, O_RDONLY | 0o40000 /* O_DIRECT */)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
     static let noSeabiosReason: Comment = "needs /dev/kvm and \(seabios) (apt-get install seabios); skipped"
 }
 

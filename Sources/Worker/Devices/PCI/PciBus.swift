@@ -14,10 +14,13 @@ protocol PciFunction: AnyObject {
     func barTarget(_ index: Int) -> PciBarTarget?
     /// After a guest's config write (bus lock held); `offset`, `size` as written.
     func configWritten(offset: Int, size: Int)
+    /// BAR `index` now decodes at `address` (nil: nowhere); bus lock held.
+    func barMapped(_ index: Int, at address: UInt64?)
 }
 
 extension PciFunction {
     func configWritten(offset: Int, size: Int) {}
+    func barMapped(_ index: Int, at address: UInt64?) {}
 }
 
 /// PCI bus 0 behind configuration mechanism #1: the address register at 0xcf8 (32-bit
@@ -131,6 +134,7 @@ final class PciBus: PortDevice {
                 case .memory32, .memory64: buses.mmio.unregister(name: current.name, base: current.base)
                 }
                 mapped[key] = nil
+                function.barMapped(index, at: nil)
             }
             guard let base = wanted, let target = function.barTarget(index) else { continue }
             let name = "\(function.pciName) BAR\(index)"
@@ -140,6 +144,7 @@ final class PciBus: PortDevice {
                 case .memory(let device): try buses.mmio.register(device, name: name, base: base, size: bar.size)
                 }
                 mapped[key] = (name, bar.kind, base)
+                function.barMapped(index, at: base)
             } catch {
                 // Real hardware would decode both and collide; here the BAR stays unmapped and
                 // only this guest's device stops answering.

@@ -1,0 +1,33 @@
+/// The machine's virtio-blk disks: created on the PCI bus, wired to KVM for doorbells
+/// (ioeventfd) and interrupts (MSI, INTx).
+extension Machine {
+    func createDisks(on bus: PciBus) throws {
+        for disk in config.disks {
+            let device = try VirtioBlockDevice(
+                disk, slot: disk.slot, bus: bus, memory: memory.guest,
+                inheritedImage: inheritedFD(VirtioBlockDevice.handoverName(disk.id)))
+            let transport = device.transport
+            let log = RateLimiter()
+            transport.signalMSI = { [unowned self] address, data in
+                do { try vm.signalMSI(address: address, data: data) } catch { log.log("\(transport.pciName): MSI: \(error)") }
+            }
+            transport.setIntx = { [unowned bus, unowned transport] level in bus.setIntx(transport, level: level) }
+            transport.setNotifyEventFD = { [unowned self] address, fd, assign in
+                do {
+                    try vm.setIoEventFD(address: address, eventFD: fd, assign: assign)
+                } catch {
+                    // Kicks still arrive as MMIO exits; only slower.
+                    log.log("\(transport.pciName): doorbell at 0x\(String(address, radix: 16)) stays an exit: \(error)")
+                }
+            }
+            try devices.add(device)
+        }
+    }
+
+    /// QEMU's OpenFirmware paths for fw_cfg's `bootorder`, by bootindex (SeaBIOS matches
+    /// `/pci@i0cf8/*@SLOT` against them); empty when no disk has a bootindex.
+    static func bootOrder(_ disks: [VirtioBlockConfig]) -> [String] {
+        disks.filter { $0.bootIndex != nil }.sorted { $0.bootIndex! < $1.bootIndex! }
+            .map { "/pci@i0cf8/scsi@\(String($0.slot, radix: 16))/disk@0,0" }
+    }
+}
