@@ -1,6 +1,8 @@
 /// The machine's virtio-blk disks: created on the PCI bus, wired to KVM for doorbells
 /// (ioeventfd) and interrupts (MSI, INTx).
 extension Machine {
+    var disks: [VirtioBlockDevice] { devices.devices.compactMap { $0 as? VirtioBlockDevice } }
+
     func createDisks(on bus: PciBus) throws {
         for disk in config.disks {
             let device = try VirtioBlockDevice(

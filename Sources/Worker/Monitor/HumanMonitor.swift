@@ -23,6 +23,8 @@ struct HumanMonitor {
         ("info migrate", "show migration status"),
         ("info migrate_parameters", "show current migration parameters"),
         ("info name", "show the current VM name"),
+        ("info pci", "show PCI info"),
+        ("info block", "show info of one block device or all block devices"),
         ("info status", "show the current VM status (running|paused)"),
         ("info version", "show the version of QEMU"),
     ]
@@ -133,6 +135,10 @@ struct HumanMonitor {
             }.joined()
         case "migrate":
             return HumanMonitor.describeMigration(machine.migrationInfo)
+        case "pci":
+            return HumanMonitor.describePCI(QMPCommands.pciDevices(machine))
+        case "block":
+            return HumanMonitor.describeBlock(machine.disks.map(QMPCommands.blockInfo))
         case "migrate_parameters":
             return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\nx-cpr-exec-probe: \(machine.cprExecProbe ? "on" : "off")\n"
         case "memdev":

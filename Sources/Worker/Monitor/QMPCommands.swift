@@ -11,7 +11,7 @@ struct QMPCommand {
 }
 
 enum QMPCommands {
-    static let all: [QMPCommand] = core + migration
+    static let all: [QMPCommand] = core + migration + devices
 
     static let core: [QMPCommand] = [
         QMPCommand(name: "qmp_capabilities", parameters: [.optional("enable", .array)]) { _, _ in

@@ -15,6 +15,8 @@ final class I440FX: Device {
     static let pirqRouteOffset = 0x60
     static let sectionName = "pci.i440fx"
     static let sectionVersion: UInt32 = 1
+    /// QEMU gives every PCI function this subsystem id; SeaBIOS reads it to say "QEMU".
+    static let qemuSubsystemVendor: UInt16 = 0x1AF4, qemuSubsystem: UInt16 = 0x1100
 
     let bus: PciBus
     let hostBridge = ChipsetFunction(name: "i440FX host bridge", config: I440FX.hostBridgeConfig())
@@ -28,7 +30,9 @@ final class I440FX: Device {
     }
 
     static func hostBridgeConfig() -> PciConfigSpace {
-        var config = PciConfigSpace(vendor: 0x8086, device: 0x1237, classCode: 0x06_0000, revision: 0x02)
+        var config = PciConfigSpace(
+            vendor: 0x8086, device: 0x1237, classCode: 0x06_0000, revision: 0x02,
+            subsystemVendor: qemuSubsystemVendor, subsystem: qemuSubsystem)
         config.setWritable(pamOffset, 4, 0xFFFF_FFFF)  // PAM0-PAM3
         config.setWritable(pamOffset + 4, 3, 0xFF_FFFF)  // PAM4-PAM6
         config.setWritable(0x72, 1, 0xFF)  // SMRAM
@@ -37,7 +41,9 @@ final class I440FX: Device {
 
     static func isaBridgeConfig() -> PciConfigSpace {
         // Multi-function (header type 0x80), as PIIX3 is with its IDE and USB functions.
-        var config = PciConfigSpace(vendor: 0x8086, device: 0x7000, classCode: 0x06_0100, headerType: 0x80)
+        var config = PciConfigSpace(
+            vendor: 0x8086, device: 0x7000, classCode: 0x06_0100, headerType: 0x80,
+            subsystemVendor: qemuSubsystemVendor, subsystem: qemuSubsystem)
         for pirq in 0..<4 {
             config.put8(pirqRouteOffset + pirq, 0x80)  // routing disabled until firmware sets it
         }

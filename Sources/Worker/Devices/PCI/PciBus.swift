@@ -9,6 +9,8 @@ enum PciBarTarget {
 protocol PciFunction: AnyObject {
     /// The name used in mappings and logs ("virtio-blk disk0").
     var pciName: String { get }
+    /// The device's `id=` (QMP's qdev_id), "" for the chipset.
+    var qdevID: String { get }
     /// Read and written only under the bus lock (PciBus.withConfig).
     var config: PciConfigSpace { get set }
     func barTarget(_ index: Int) -> PciBarTarget?
@@ -19,6 +21,7 @@ protocol PciFunction: AnyObject {
 }
 
 extension PciFunction {
+    var qdevID: String { "" }
     func configWritten(offset: Int, size: Int) {}
     func barMapped(_ index: Int, at address: UInt64?) {}
 }

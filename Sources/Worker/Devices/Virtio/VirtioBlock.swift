@@ -20,7 +20,11 @@ final class VirtioBlock: VirtioDeviceModel {
     private let errors = RateLimiter()
     /// Requests served and I/O errors, for `info block` and tests.
     private let counters = Lock()
-    private(set) var reads: UInt64 = 0, writes: UInt64 = 0, flushes: UInt64 = 0, failures: UInt64 = 0
+    private var reads: UInt64 = 0, writes: UInt64 = 0, flushes: UInt64 = 0, failures: UInt64 = 0
+
+    var statistics: (reads: UInt64, writes: UInt64, flushes: UInt64, failures: UInt64) {
+        counters.withLock { (reads, writes, flushes, failures) }
+    }
 
     init(image: BlockImage, serial: String) {
         self.image = image

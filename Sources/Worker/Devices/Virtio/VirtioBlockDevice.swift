@@ -23,7 +23,7 @@ final class VirtioBlockDevice: Device {
         self.bus = bus
         image = try BlockImage(config.drive, inherited: inheritedImage)
         block = VirtioBlock(image: image, serial: config.drive.id)
-        transport = try VirtioPciTransport(name: "virtio-blk \(config.id) (00:\(PciBus.hex(slot)).0)", model: block, memory: memory)
+        transport = try VirtioPciTransport(name: "virtio-blk \(config.id) (00:\(PciBus.hex(slot)).0)", qdevID: config.id, model: block, memory: memory)
         try bus.add(transport, slot: slot)
     }
 

@@ -42,6 +42,7 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
     static let msixPBAOffset: UInt64 = 0x800
 
     let pciName: String
+    let qdevID: String
     var config: PciConfigSpace
     let model: VirtioDeviceModel
     let memory: GuestMemory
@@ -66,8 +67,9 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
     let worker: VirtioWorker
     let errors = RateLimiter()
 
-    init(name: String, model: VirtioDeviceModel, memory: GuestMemory) throws {
+    init(name: String, qdevID: String, model: VirtioDeviceModel, memory: GuestMemory) throws {
         self.pciName = name
+        self.qdevID = qdevID
         self.model = model
         self.memory = memory
         var config = PciConfigSpace(
