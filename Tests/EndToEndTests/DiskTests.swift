@@ -71,6 +71,24 @@ extension VirtualMachines {
             try Self.expectAllPasses(process.stdout, disk: disk)
         }
 
+        @Test("a new image that cannot load the state rolls back mid-I/O: the old image resumes the disk, nothing lost")
+        func rollbackDuringDiskIO() throws {
+            let disk = try Self.makeDisk()
+            let qmp = temporarySocketPath("disk")
+            let arguments = Self.arguments(disk) + ["-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try VMProcess(arguments)
+            defer { _ = process.terminate() }
+            let vm = LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+            #expect(process.waitForOutput(timeout: 120, "pass 0004") { $0.contains("pass 0004") }, "\(process.stderr.suffix(1500))")
+            let failure = try LiveUpdateTests.updateFailure(
+                vm, command: ["/usr/bin/env", "CPRVMM_INJECT_LOAD_FAILURE=1", LiveUpdateTests.nextBinary ?? Binaries.cprvmm] + arguments)
+            #expect(failure.contains("load failure injected"), "\(failure)")
+            #expect(!process.stdout.contains("pass 002f"), "the boot sector ended before the rollback: nothing was tested")
+            #expect(process.waitForExit(timeout: 120) == 33, "\(process.stderr.suffix(1500))")
+            #expect(process.stderr.contains("rolling back to"))
+            try Self.expectAllPasses(process.stdout, disk: disk)
+        }
+
         static func state() -> String {
             FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-disk-\(UUID().uuidString)").path
         }
