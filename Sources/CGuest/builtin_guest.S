@@ -15,6 +15,13 @@
 // Other vCPUs count the ticks they observe. Everything advances a heartbeat in the status
 // page (GUEST_STATUS) that a host can sample without any exit.
 //
+// With a virtio-blk disk (BI_DISK_BAR), vCPU 0 also drives it, one request at a time and
+// polled: it writes a sequence-numbered 4 KiB block, reads it back and checks it (a flush
+// every 64 blocks), cycling over the first 1 MiB of the disk. A lost, repeated, misdirected
+// or failed completion, or data that differs, prints "DISK CORRUPTION: ..." and stops the
+// workload. Requests done and the longest one (us) are in the status record and in the
+// counters of every 1000th tick line.
+//
 // The code is position-independent (no absolute relocations): the only absolute addresses
 // are the fixed guest-physical ones from guest_layout.h.
 
@@ -25,6 +32,10 @@
 #define SHARED_RX_LEN (GUEST_SHARED_DATA + 0x08)
 #define SHARED_PERIOD (GUEST_SHARED_DATA + 0x10)
 #define SHARED_RANGE (GUEST_SHARED_DATA + 0x18)
+#define SHARED_DISK_SEQ (GUEST_SHARED_DATA + 0x20)      // the block being written and checked
+#define SHARED_DISK_AVAIL (GUEST_SHARED_DATA + 0x28)    // requests made available
+#define SHARED_DISK_USED (GUEST_SHARED_DATA + 0x30)     // completions taken
+#define SHARED_DISK_STATE (GUEST_SHARED_DATA + 0x38)    // 0 no disk, 1 running, 2 stopped on an error
 #define SHARED_RX_BUF (GUEST_SHARED_DATA + 0x40)
 #define RX_MAX 64
 #define SHARED_OUT_BUF (GUEST_SHARED_DATA + 0x100)
@@ -33,6 +44,18 @@
 #define LAPIC_SVR 0xf0
 #define LAPIC_ICR_LOW 0x300
 #define SLEEP_CHUNKS 16
+#define DISK_DESC (GUEST_DISK_AREA + 0x0000)
+#define DISK_AVAIL (GUEST_DISK_AREA + 0x1000)
+#define DISK_USED (GUEST_DISK_AREA + 0x2000)
+#define DISK_HEADER (GUEST_DISK_AREA + 0x3000)
+#define DISK_STATUS (GUEST_DISK_AREA + 0x3100)
+#define DISK_WRITE_BUF (GUEST_DISK_AREA + 0x4000)
+#define DISK_READ_BUF (GUEST_DISK_AREA + 0x5000)
+#define DISK_QUEUE_SIZE 16
+#define DISK_MAX_BLOCKS 256
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
 
     .section .rodata.cprvmm_guest, "a"
     .p2align 12
@@ -168,6 +191,7 @@ bsp_main:
     lea msg_ready(%rip), %rsi
     mov $msg_ready_len, %ecx
     call serial_write
+    call disk_init
     call reset_cursor
     // ticks are paced by the TSC: period = tsc_khz cycles = 1 ms
     mov GUEST_BOOT_INFO + BI_TSC_KHZ, %rax
@@ -194,7 +218,8 @@ bsp_loop:
     pop %rcx
     dec %ecx
     jnz 1b
-2:  rdtsc
+2:  call disk_step
+    rdtsc
     shl $32, %rdx
     or %rdx, %rax
     // Tick when within half a period of the deadline: the 1 kHz PIT and the TSC drift
@@ -259,7 +284,19 @@ tick:
     rep movsb
     mov ST_CORRUPTIONS(%r14), %rax
     call put_decimal
-    cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+    cmpq $0, SHARED_DISK_STATE
+    je 5f
+    lea msg_disk_ops(%rip), %rsi
+    mov $msg_disk_ops_len, %ecx
+    rep movsb
+    mov ST_DISK_OPS(%r14), %rax
+    call put_decimal
+    lea msg_disk_worst(%rip), %rsi
+    mov $msg_disk_worst_len, %ecx
+    rep movsb
+    mov ST_DISK_WORST_US(%r14), %rax
+    call put_decimal
+5:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
     jbe 2f
     lea msg_cpu1(%rip), %rsi
     mov $msg_cpu1_len, %ecx
@@ -499,6 +536,246 @@ poll_input:
     jmp 1b
 4:  ret
 
+// ---- the disk workload (vCPU 0). Registers of the main loop are preserved; rax, rcx,
+// rdx, rsi, rdi and r8-r11 are not.
+
+// Sets the device up as a virtio 1.x driver does: features VERSION_1 and FLUSH, queue 0 of
+// DISK_QUEUE_SIZE entries in GUEST_DISK_AREA, no interrupts (the guest polls).
+disk_init:
+    mov GUEST_BOOT_INFO + BI_DISK_BAR, %r8
+    test %r8, %r8
+    jz 9f
+    cmpq $0, GUEST_BOOT_INFO + BI_DISK_READ_ONLY
+    jne 8f
+    cmpq $8, GUEST_BOOT_INFO + BI_DISK_SECTORS
+    jb 9f
+    movb $0, 0x14(%r8)           // reset
+    movb $1, 0x14(%r8)           // ACKNOWLEDGE
+    movb $3, 0x14(%r8)           // DRIVER
+    movl $1, 0x08(%r8)
+    movl $1, 0x0c(%r8)           // VIRTIO_F_VERSION_1 (bit 32)
+    movl $0, 0x08(%r8)
+    movl $0x200, 0x0c(%r8)       // VIRTIO_BLK_F_FLUSH (bit 9)
+    movb $0x0b, 0x14(%r8)        // FEATURES_OK
+    testb $8, 0x14(%r8)
+    jz 7f
+    movw $0, 0x16(%r8)
+    movw $DISK_QUEUE_SIZE, 0x18(%r8)
+    movl $DISK_DESC, 0x20(%r8)
+    movl $0, 0x24(%r8)
+    movl $DISK_AVAIL, 0x28(%r8)
+    movl $0, 0x2c(%r8)
+    movl $DISK_USED, 0x30(%r8)
+    movl $0, 0x34(%r8)
+    movw $1, 0x1c(%r8)           // queue_enable
+    movw $1, DISK_AVAIL          // VIRTQ_AVAIL_F_NO_INTERRUPT
+    movb $0x0f, 0x14(%r8)        // DRIVER_OK
+    testb $0x40, 0x14(%r8)       // DEVICE_NEEDS_RESET
+    jnz 7f
+    movq $1, SHARED_DISK_STATE
+    lea msg_disk_ready(%rip), %rsi
+    mov $msg_disk_ready_len, %ecx
+    jmp serial_write
+7:  lea msg_disk_refused(%rip), %rsi
+    mov $msg_disk_refused_len, %ecx
+    jmp serial_write
+8:  lea msg_disk_read_only(%rip), %rsi
+    mov $msg_disk_read_only_len, %ecx
+    jmp serial_write
+9:  ret
+
+// One step: write block SEQ, flush every 64th, read it back, check it, SEQ += 1.
+disk_step:
+    cmpq $1, SHARED_DISK_STATE
+    jne 9f
+    mov $DISK_WRITE_BUF, %rdi
+    call disk_pattern_fill
+    mov $VIRTIO_BLK_T_OUT, %eax
+    mov $DISK_WRITE_BUF, %esi
+    xor %edx, %edx
+    call disk_request
+    jc 9f
+    testq $63, SHARED_DISK_SEQ
+    jnz 1f
+    mov $VIRTIO_BLK_T_FLUSH, %eax
+    call disk_request
+    jc 9f
+1:  mov $VIRTIO_BLK_T_IN, %eax
+    mov $DISK_READ_BUF, %esi
+    mov $2, %edx                 // VIRTQ_DESC_F_WRITE: the device fills it
+    call disk_request
+    jc 9f
+    call disk_check
+    jc 9f
+    incq SHARED_DISK_SEQ
+9:  ret
+
+// Block SEQ's contents at %rdi: word 0 is SEQ, word i the pattern of (SEQ << 9) + i.
+disk_pattern_fill:
+    mov SHARED_DISK_SEQ, %rax
+    mov %rax, (%rdi)
+    mov $1, %ecx
+1:  mov SHARED_DISK_SEQ, %rax
+    shl $9, %rax
+    add %rcx, %rax
+    imul %r12, %rax
+    xor %rbx, %rax
+    mov %rax, (%rdi, %rcx, 8)
+    inc %ecx
+    cmp $512, %ecx
+    jb 1b
+    ret
+
+// Compares DISK_READ_BUF with block SEQ's contents; CF set (and reported) on a difference.
+disk_check:
+    mov SHARED_DISK_SEQ, %rax
+    cmp %rax, DISK_READ_BUF
+    jne 2f
+    mov $1, %ecx
+1:  mov SHARED_DISK_SEQ, %rax
+    shl $9, %rax
+    add %rcx, %rax
+    imul %r12, %rax
+    xor %rbx, %rax
+    cmp %rax, DISK_READ_BUF(, %rcx, 8)
+    jne 2f
+    inc %ecx
+    cmp $512, %ecx
+    jb 1b
+    clc
+    ret
+2:  lea msg_disk_data(%rip), %rsi
+    mov $msg_disk_data_len, %ecx
+    jmp disk_fail
+
+// Makes one request (type %eax; for reads and writes the 4 KiB buffer %rsi with extra
+// descriptor flags %edx) for block SEQ mod the block count, rings the doorbell and polls the
+// used ring. Returns CF clear when exactly that request completed once, with status OK.
+disk_request:
+    mov %eax, DISK_HEADER
+    movl $0, DISK_HEADER + 4
+    mov %eax, %r9d               // type
+    mov %edx, %r10d              // data flags
+    mov GUEST_BOOT_INFO + BI_DISK_SECTORS, %rcx
+    shr $3, %rcx
+    cmp $DISK_MAX_BLOCKS, %rcx
+    jbe 1f
+    mov $DISK_MAX_BLOCKS, %ecx
+1:  mov SHARED_DISK_SEQ, %rax
+    xor %edx, %edx
+    div %rcx
+    shl $3, %rdx
+    mov %rdx, DISK_HEADER + 8    // sector
+    movb $0xff, DISK_STATUS
+    // header -> [data ->] status, always from descriptor 0
+    movq $DISK_HEADER, DISK_DESC
+    movl $16, DISK_DESC + 8
+    movw $1, DISK_DESC + 12      // VIRTQ_DESC_F_NEXT
+    movw $1, DISK_DESC + 14
+    cmp $VIRTIO_BLK_T_FLUSH, %r9d
+    jne 2f
+    movw $2, DISK_DESC + 14
+    jmp 3f
+2:  mov %rsi, DISK_DESC + 16
+    movl $4096, DISK_DESC + 24
+    mov %r10d, %eax
+    or $1, %eax                  // NEXT | data flags
+    mov %ax, DISK_DESC + 28
+    movw $2, DISK_DESC + 30
+3:  movq $DISK_STATUS, DISK_DESC + 32
+    movl $1, DISK_DESC + 40
+    movw $2, DISK_DESC + 44      // VIRTQ_DESC_F_WRITE
+    movw $0, DISK_DESC + 46
+    mov SHARED_DISK_AVAIL, %rax
+    mov %eax, %ecx
+    and $(DISK_QUEUE_SIZE - 1), %ecx
+    movw $0, DISK_AVAIL + 4(, %rcx, 2)
+    inc %rax
+    mov %rax, SHARED_DISK_AVAIL
+    mov %ax, DISK_AVAIL + 2      // publish (x86 keeps stores in order)
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r11               // when the request was made
+    mov GUEST_BOOT_INFO + BI_DISK_BAR, %r8
+    movw $0, 0x3000(%r8)         // doorbell: an ioeventfd, no exit
+    mov GUEST_BOOT_INFO + BI_TSC_KHZ, %r10
+    imul $10000, %r10            // 10 s without a completion: the request is lost
+4:  movzwl DISK_USED + 2, %eax
+    mov SHARED_DISK_USED, %rcx
+    cmp %cx, %ax
+    jne 6f
+    pause
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r11, %rax
+    jns 5f
+    add %rax, %r11               // the TSC went back (another host): count from now
+    jmp 4b
+5:  cmp %r10, %rax
+    jb 4b
+    lea msg_disk_lost(%rip), %rsi
+    mov $msg_disk_lost_len, %ecx
+    jmp disk_fail
+6:  sub %cx, %ax
+    cmp $1, %ax
+    je 7f
+    lea msg_disk_repeated(%rip), %rsi
+    mov $msg_disk_repeated_len, %ecx
+    jmp disk_fail
+7:  and $(DISK_QUEUE_SIZE - 1), %ecx
+    cmpl $0, DISK_USED + 4(, %rcx, 8)
+    je 8f
+    lea msg_disk_unknown(%rip), %rsi
+    mov $msg_disk_unknown_len, %ecx
+    jmp disk_fail
+8:  incq SHARED_DISK_USED
+    cmpb $0, DISK_STATUS
+    je 9f
+    lea msg_disk_status(%rip), %rsi
+    mov $msg_disk_status_len, %ecx
+    jmp disk_fail
+9:  incq ST_DISK_OPS(%r14)
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    sub %r11, %rax
+    jns 1f
+    xor %eax, %eax
+1:  imul $1000, %rax
+    xor %edx, %edx
+    divq GUEST_BOOT_INFO + BI_TSC_KHZ
+    cmp ST_DISK_WORST_US(%r14), %rax
+    jbe 2f
+    mov %rax, ST_DISK_WORST_US(%r14)
+2:  clc
+    ret
+
+// Prints "DISK CORRUPTION: <%rsi, %ecx bytes> (block N)" and stops the workload; sets CF.
+disk_fail:
+    incq ST_DISK_ERRORS(%r14)
+    movq $2, SHARED_DISK_STATE
+    mov $SHARED_OUT_BUF, %rdi
+    push %rsi
+    push %rcx
+    lea msg_disk_corruption(%rip), %rsi
+    mov $msg_disk_corruption_len, %ecx
+    rep movsb
+    pop %rcx
+    pop %rsi
+    rep movsb
+    lea msg_disk_block(%rip), %rsi
+    mov $msg_disk_block_len, %ecx
+    rep movsb
+    mov SHARED_DISK_SEQ, %rax
+    call put_decimal
+    movw $0x0a29, (%rdi)         // ")\n"
+    add $2, %rdi
+    call flush_out
+    stc
+    ret
+
 // ---- other vCPUs: wait for the fill, then count the ticks vCPU 0 announces.
 ap_main:
 1:  pause
@@ -541,6 +818,30 @@ msg_found: .ascii ", found "
     .set msg_found_len, . - msg_found
 msg_echo: .ascii "echo: "
     .set msg_echo_len, . - msg_echo
+msg_disk_ops: .ascii " disk-ops "
+    .set msg_disk_ops_len, . - msg_disk_ops
+msg_disk_worst: .ascii " disk-worst-us "
+    .set msg_disk_worst_len, . - msg_disk_worst
+msg_disk_ready: .ascii "disk: virtio-blk ready, writing and checking 4 KiB blocks\n"
+    .set msg_disk_ready_len, . - msg_disk_ready
+msg_disk_refused: .ascii "disk: the virtio-blk device refused the driver; no disk workload\n"
+    .set msg_disk_refused_len, . - msg_disk_refused
+msg_disk_read_only: .ascii "disk: read-only; no disk workload\n"
+    .set msg_disk_read_only_len, . - msg_disk_read_only
+msg_disk_corruption: .ascii "DISK CORRUPTION: "
+    .set msg_disk_corruption_len, . - msg_disk_corruption
+msg_disk_block: .ascii " (block "
+    .set msg_disk_block_len, . - msg_disk_block
+msg_disk_data: .ascii "the block read back differs from what was written"
+    .set msg_disk_data_len, . - msg_disk_data
+msg_disk_lost: .ascii "a request got no completion in 10 s (lost)"
+    .set msg_disk_lost_len, . - msg_disk_lost
+msg_disk_repeated: .ascii "more than one completion for one request (repeated)"
+    .set msg_disk_repeated_len, . - msg_disk_repeated
+msg_disk_unknown: .ascii "a completion names a request that was not made"
+    .set msg_disk_unknown_len, . - msg_disk_unknown
+msg_disk_status: .ascii "the device failed a request"
+    .set msg_disk_status_len, . - msg_disk_status
 
 cprvmm_builtin_guest_end:
     .section .note.GNU-stack, "", @progbits

@@ -38,7 +38,10 @@
 #define BI_FILL_COUNT 104
 #define BI_FILL_RANGES 112             // up to 4 x {start, end}, 4 KiB aligned
 #define BI_MAX_RANGES 4
-#define BI_SIZE 176
+#define BI_DISK_BAR 176                // built-in guest: the first virtio-blk's BAR4 (0: no disk)
+#define BI_DISK_SECTORS 184            // its capacity in 512-byte sectors
+#define BI_DISK_READ_ONLY 192          // 1 when the drive is read-only
+#define BI_SIZE 200
 
 // Status record fields (u64), vCPU i at GUEST_STATUS + i * GUEST_STATUS_STRIDE.
 #define ST_HEARTBEAT 0                 // advanced on every pass of the guest's main loop
@@ -46,6 +49,14 @@
 #define ST_PASSES 16                   // complete verifications of the pattern (vCPU 0)
 #define ST_CORRUPTIONS 24              // mismatches found (vCPU 0)
 #define ST_VERIFIED 32                 // bytes verified in total (vCPU 0)
+#define ST_DISK_OPS 40                 // disk requests completed and checked (vCPU 0)
+#define ST_DISK_WORST_US 48            // longest a disk request took, in microseconds (vCPU 0)
+#define ST_DISK_ERRORS 56              // DISK CORRUPTION reports (vCPU 0)
+
+// The built-in guest's virtio-blk queue and buffers (guest-physical, below GUEST_RESERVED_END).
+#define GUEST_DISK_AREA 0x400000
+#define GUEST_DISK_BAR4 0xe0000000     // where the VMM places the disk's BARs for the built-in guest
+#define GUEST_DISK_BAR1 0xe0010000
 
 // Built-in guest blob header: u32 fields at the start of the blob.
 #define BG_MAGIC_VALUE 0x47525043      // "CPRG"

@@ -10,6 +10,10 @@ struct BootInfo {
     var mode: UInt64 = 0
     var ramRanges: [Range]
     var fillRanges: [Range] = []
+    /// The built-in guest's disk: BAR4 address (0: none), capacity in sectors, read-only.
+    var diskBar: UInt64 = 0
+    var diskSectors: UInt64 = 0
+    var diskReadOnly = false
 
     func write(into memory: GuestMemory) throws(GuestMemoryError) {
         let base = GuestAddress(UInt64(GUEST_BOOT_INFO))
@@ -27,6 +31,9 @@ struct BootInfo {
             try put(range.start, BI_RAM_RANGES + Int32(i * 16))
             try put(range.end, BI_RAM_RANGES + Int32(i * 16 + 8))
         }
+        try put(diskBar, BI_DISK_BAR)
+        try put(diskSectors, BI_DISK_SECTORS)
+        try put(diskReadOnly ? 1 : 0, BI_DISK_READ_ONLY)
         try put(UInt64(fillRanges.count), BI_FILL_COUNT)
         for (i, range) in fillRanges.enumerated() {
             try put(range.start, BI_FILL_RANGES + Int32(i * 16))

@@ -207,6 +207,13 @@ public final class Machine {
             if isBuiltinGuest {
                 info.mode = config.builtinGuest.mode == .spin ? 1 : 0
                 info.fillRanges = BuiltinGuest.fillRanges(ram: memory.ramRanges, totalRAM: config.ramSize, percent: config.builtinGuest.fillPercent)
+                if let disk = disks.first {
+                    // No firmware assigns BARs for the built-in guest: the VMM does, as SeaBIOS would.
+                    disk.placeForBuiltinGuest()
+                    info.diskBar = UInt64(GUEST_DISK_BAR4)
+                    info.diskSectors = disk.image.size / BlockImage.sectorSize
+                    info.diskReadOnly = disk.image.readOnly
+                }
             }
             try info.write(into: memory.guest)
         }

@@ -123,6 +123,7 @@ enum QMPCommands {
             "update-generation": .int(Int64(machine.updateGeneration)),
             "updates": .array(machine.updateHistory.map(updateReport)),
             "arguments": .array(CommandLine.arguments.map { .string($0) }),
+            "builtin-guest": machine.builtinGuestStatus.map { .object($0) } ?? .null,
         ])
     }
 }

@@ -111,6 +111,16 @@ final class PciBus: PortDevice {
         }
     }
 
+    /// A config write from the VMM itself, with the effects a guest's would have.
+    func hostConfigWrite(_ function: PciFunction, offset: Int, size: Int, value: UInt32) {
+        lock.withLock {
+            guard let devfn = functions.first(where: { $0.value === function })?.key else { return }
+            function.config.write(offset, size: size, value: value)
+            function.configWritten(offset: offset, size: size)
+            refreshBarsLocked(devfn: devfn, function: function)
+        }
+    }
+
     /// Only bus 0 exists; other buses read as empty.
     private func addressedFunction() -> PciFunction? {
         guard (configAddress >> 16) & 0xFF == 0 else { return nil }

@@ -1,3 +1,4 @@
+import CGuest
 import Shared
 
 /// `-device virtio-blk-pci` (or `-drive if=virtio`) as a machine device: a virtio-blk model on
@@ -62,6 +63,16 @@ final class VirtioBlockDevice: Device {
         // The vCPUs are not running yet: the cached MSI-X bits can be read without the bus lock.
         transport.configWritten(offset: 0, size: 0)
         bus.refreshBars(transport)
+    }
+
+    /// Programs the BARs and enables memory decoding and bus mastering, as firmware would,
+    /// for the built-in guest (which has no firmware).
+    func placeForBuiltinGuest() {
+        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar, size: 4, value: UInt32(GUEST_DISK_BAR4))
+        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar + 4, size: 4, value: 0)
+        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.msixBar, size: 4, value: UInt32(GUEST_DISK_BAR1))
+        bus.hostConfigWrite(transport, offset: PciConfigSpace.commandOffset, size: 2,
+                            value: UInt32(PciConfigSpace.commandMemory | PciConfigSpace.commandBusMaster))
     }
 
     var handoverFDs: [(name: String, fd: Int32)] { [(VirtioBlockDevice.handoverName(config.id), image.fd)] }

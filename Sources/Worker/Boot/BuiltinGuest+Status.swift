@@ -1,0 +1,24 @@
+import CGuest
+import Shared
+
+/// What the built-in guest reports about itself in its status page (GUEST_STATUS), read
+/// from guest RAM without disturbing it: the host's view of the heartbeat, the ticks, the
+/// memory checks and the disk workload.
+extension Machine {
+    var builtinGuestStatus: JSONObject? {
+        guard config.usesBuiltinGuest, runState != .inmigrate else { return nil }  // RAM not loaded yet
+        func field(_ offset: Int32) -> JSONValue {
+            .int(Int64(bitPattern: (try? memory.guest.load(UInt64.self, at: GuestAddress(UInt64(GUEST_STATUS) + UInt64(offset)))) ?? 0))
+        }
+        var status: JSONObject = [
+            "heartbeat": field(ST_HEARTBEAT), "ticks": field(ST_TICKS), "passes": field(ST_PASSES),
+            "corruptions": field(ST_CORRUPTIONS),
+        ]
+        if !disks.isEmpty {
+            status["disk-ops"] = field(ST_DISK_OPS)
+            status["disk-worst-us"] = field(ST_DISK_WORST_US)
+            status["disk-errors"] = field(ST_DISK_ERRORS)
+        }
+        return status
+    }
+}
