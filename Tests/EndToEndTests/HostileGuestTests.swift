@@ -32,5 +32,28 @@ extension VirtualMachines {
             #expect(lines.contains { $0.contains("similar messages suppressed") })
             #expect(lines.contains { $0.contains("unknown I/O port") } && lines.contains { $0.contains("hits no device") })
         }
+
+        @Test("a guest that writes garbage to every register, BAR and ring of its disk breaks only its disk: cprvmm serves QMP, saves and loads the device in a live update")
+        func garbageIntoTheDisk() throws {
+            let kernel = try GuestBuilder.kernel("virtio-chaos-kernel")
+            let disk = try GuestBuilder.temporaryDirectory().appendingPathComponent("disk.img").path
+            try Data(count: 1 << 20).write(to: URL(fileURLWithPath: disk))
+            let options = ["-kernel", kernel, "-m", "64", "-machine", "memfd-alloc=on", "-drive", "file=\(disk),format=raw,if=virtio", "-serial", "stdio"]
+            let vm = try LiveUpdateTests.start(options, options: [])
+            defer { _ = vm.process.terminate() }
+            let dots = { (text: String) in text.filter { $0 == "." }.count }
+            #expect(vm.process.waitForOutput(timeout: 60, "4 dots") { dots($0) >= 4 }, "\(vm.process.stderr.suffix(1500))")
+            #expect(try LiveUpdateTests.query(vm, "query-status")["status"] as? String == "running")
+            let client = try connectWhenListening(vm.qmp)
+            #expect(client.execute(#"{"execute": "query-block"}"#)?.contains(#""device": "virtio0""#) == true)
+            // Whatever state the guest left the device in is saved, handed over and loaded.
+            try LiveUpdateTests.update(vm, to: Binaries.cprvmm, uri: "memfd:")
+            let before = dots(vm.process.stdout)
+            #expect(vm.process.waitForOutput(timeout: 60, "more dots") { dots($0) >= before + 2 }, "the guest stopped after the update")
+            #expect(vm.process.process.isRunning)
+            let log = vm.process.stderr
+            #expect(log.contains("the device needs a reset"), "\(log.suffix(1500))")
+            #expect(log.contains("similar messages suppressed"))
+        }
     }
 }

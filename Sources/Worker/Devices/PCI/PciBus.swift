@@ -161,7 +161,7 @@ final class PciBus: PortDevice {
             } catch {
                 // Real hardware would decode both and collide; here the BAR stays unmapped and
                 // only this guest's device stops answering.
-                badMappingLog.log("guest placed \(name) where it cannot go: \(error); left unmapped")
+                badMappingLog.log("\(error) (placed there by the guest); left unmapped")
             }
         }
     }
