@@ -19,8 +19,10 @@
 // polled: it writes a sequence-numbered 4 KiB block, reads it back and checks it (a flush
 // every 64 blocks), cycling over the first 1 MiB of the disk. A lost, repeated, misdirected
 // or failed completion, or data that differs, prints "DISK CORRUPTION: ..." and stops the
-// workload. Requests done and the longest one (us) are in the status record and in the
-// counters of every 1000th tick line.
+// workload. Requests done and the longest one (us) are in the status record; every 1000th
+// tick line adds the requests done and the longest one since the line before. BI_DISK_MODE
+// selects a benchmark instead: 4 KiB random reads or writes over the whole disk, or 1 MiB
+// sequential ones, unchecked.
 //
 // The code is position-independent (no absolute relocations): the only absolute addresses
 // are the fixed guest-physical ones from guest_layout.h.
@@ -37,6 +39,8 @@
 #define SHARED_DISK_USED (GUEST_SHARED_DATA + 0x30)     // completions taken
 #define SHARED_DISK_STATE (GUEST_SHARED_DATA + 0x38)    // 0 no disk, 1 running, 2 stopped on an error
 #define SHARED_RX_BUF (GUEST_SHARED_DATA + 0x40)
+#define SHARED_DISK_WINDOW_WORST (GUEST_SHARED_DATA + 0x80)  // longest request (us) since the last counters line
+#define SHARED_DISK_RANDOM (GUEST_SHARED_DATA + 0x88)        // xorshift state of the random benchmark modes
 #define RX_MAX 64
 #define SHARED_OUT_BUF (GUEST_SHARED_DATA + 0x100)
 #define LAPIC_BASE 0xfee00000
@@ -51,6 +55,7 @@
 #define DISK_STATUS (GUEST_DISK_AREA + 0x3100)
 #define DISK_WRITE_BUF (GUEST_DISK_AREA + 0x4000)
 #define DISK_READ_BUF (GUEST_DISK_AREA + 0x5000)
+#define DISK_BIG_BUF (GUEST_DISK_AREA + 0x100000)     // 1 MiB, for the sequential benchmark modes
 #define DISK_QUEUE_SIZE 16
 #define DISK_MAX_BLOCKS 256
 #define VIRTIO_BLK_T_IN 0
@@ -201,6 +206,8 @@ bsp_main:
     or %rdx, %rax
     add SHARED_PERIOD, %rax
     mov %rax, %rbp
+    movabs $0x2545F4914F6CDD1D, %rax
+    mov %rax, SHARED_DISK_RANDOM
     cmpq $0, GUEST_BOOT_INFO + BI_MODE
     jne bsp_loop
     sti                          // sleep mode: the PIT wakes us every millisecond
@@ -294,7 +301,8 @@ tick:
     lea msg_disk_worst(%rip), %rsi
     mov $msg_disk_worst_len, %ecx
     rep movsb
-    mov ST_DISK_WORST_US(%r14), %rax
+    mov SHARED_DISK_WINDOW_WORST, %rax
+    movq $0, SHARED_DISK_WINDOW_WORST
     call put_decimal
 5:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
     jbe 2f
@@ -588,11 +596,15 @@ disk_init:
 disk_step:
     cmpq $1, SHARED_DISK_STATE
     jne 9f
+    cmpq $0, GUEST_BOOT_INFO + BI_DISK_MODE
+    jne disk_bench_step
     mov $DISK_WRITE_BUF, %rdi
     call disk_pattern_fill
+    call disk_block_sector
     mov $VIRTIO_BLK_T_OUT, %eax
     mov $DISK_WRITE_BUF, %esi
     xor %edx, %edx
+    mov $4096, %ecx
     call disk_request
     jc 9f
     testq $63, SHARED_DISK_SEQ
@@ -600,14 +612,76 @@ disk_step:
     mov $VIRTIO_BLK_T_FLUSH, %eax
     call disk_request
     jc 9f
-1:  mov $VIRTIO_BLK_T_IN, %eax
+1:  call disk_block_sector
+    mov $VIRTIO_BLK_T_IN, %eax
     mov $DISK_READ_BUF, %esi
     mov $2, %edx                 // VIRTQ_DESC_F_WRITE: the device fills it
+    mov $4096, %ecx
     call disk_request
     jc 9f
     call disk_check
     jc 9f
     incq SHARED_DISK_SEQ
+9:  ret
+
+// %r8 := the first sector of block SEQ mod the block count (4 KiB blocks, at most 256).
+disk_block_sector:
+    mov GUEST_BOOT_INFO + BI_DISK_SECTORS, %rcx
+    shr $3, %rcx
+    cmp $DISK_MAX_BLOCKS, %rcx
+    jbe 1f
+    mov $DISK_MAX_BLOCKS, %ecx
+1:  mov SHARED_DISK_SEQ, %rax
+    xor %edx, %edx
+    div %rcx
+    lea (, %rdx, 8), %r8
+    ret
+
+// Benchmark modes (BI_DISK_MODE): 1 and 2 read and write 4 KiB at random 4 KiB-aligned places
+// of the whole disk, 3 and 4 read and write it in order in 1 MiB requests (wrapping).
+disk_bench_step:
+    mov GUEST_BOOT_INFO + BI_DISK_MODE, %r9
+    cmp $3, %r9
+    jae 3f
+    // xorshift64 for the block
+    mov SHARED_DISK_RANDOM, %rax
+    mov %rax, %rdx
+    shl $13, %rdx
+    xor %rdx, %rax
+    mov %rax, %rdx
+    shr $7, %rdx
+    xor %rdx, %rax
+    mov %rax, %rdx
+    shl $17, %rdx
+    xor %rdx, %rax
+    mov %rax, SHARED_DISK_RANDOM
+    mov GUEST_BOOT_INFO + BI_DISK_SECTORS, %rcx
+    shr $3, %rcx
+    xor %edx, %edx
+    div %rcx
+    lea (, %rdx, 8), %r8
+    mov $4096, %ecx
+    mov $DISK_READ_BUF, %esi
+    jmp 4f
+3:  mov GUEST_BOOT_INFO + BI_DISK_SECTORS, %rcx
+    shr $11, %rcx                // 1 MiB chunks
+    test %rcx, %rcx
+    jz 9f
+    mov SHARED_DISK_SEQ, %rax
+    xor %edx, %edx
+    div %rcx
+    shl $11, %rdx
+    mov %rdx, %r8
+    incq SHARED_DISK_SEQ
+    mov $(1 << 20), %ecx
+    mov $DISK_BIG_BUF, %esi
+4:  mov $VIRTIO_BLK_T_IN, %eax
+    mov $2, %edx
+    test $1, %r9                 // odd modes read, even ones write
+    jnz 5f
+    mov $VIRTIO_BLK_T_OUT, %eax
+    xor %edx, %edx
+5:  call disk_request
 9:  ret
 
 // Block SEQ's contents at %rdi: word 0 is SEQ, word i the pattern of (SEQ << 9) + i.
@@ -648,24 +722,15 @@ disk_check:
     mov $msg_disk_data_len, %ecx
     jmp disk_fail
 
-// Makes one request (type %eax; for reads and writes the 4 KiB buffer %rsi with extra
-// descriptor flags %edx) for block SEQ mod the block count, rings the doorbell and polls the
-// used ring. Returns CF clear when exactly that request completed once, with status OK.
+// Makes one request (type %eax at sector %r8; for reads and writes the buffer %rsi of %ecx
+// bytes, with extra descriptor flags %edx), rings the doorbell and polls the used ring.
+// Returns CF clear when exactly that request completed once, with status OK.
 disk_request:
     mov %eax, DISK_HEADER
     movl $0, DISK_HEADER + 4
     mov %eax, %r9d               // type
     mov %edx, %r10d              // data flags
-    mov GUEST_BOOT_INFO + BI_DISK_SECTORS, %rcx
-    shr $3, %rcx
-    cmp $DISK_MAX_BLOCKS, %rcx
-    jbe 1f
-    mov $DISK_MAX_BLOCKS, %ecx
-1:  mov SHARED_DISK_SEQ, %rax
-    xor %edx, %edx
-    div %rcx
-    shl $3, %rdx
-    mov %rdx, DISK_HEADER + 8    // sector
+    mov %r8, DISK_HEADER + 8     // sector
     movb $0xff, DISK_STATUS
     // header -> [data ->] status, always from descriptor 0
     movq $DISK_HEADER, DISK_DESC
@@ -677,7 +742,7 @@ disk_request:
     movw $2, DISK_DESC + 14
     jmp 3f
 2:  mov %rsi, DISK_DESC + 16
-    movl $4096, DISK_DESC + 24
+    mov %ecx, DISK_DESC + 24
     mov %r10d, %eax
     or $1, %eax                  // NEXT | data flags
     mov %ax, DISK_DESC + 28
@@ -746,10 +811,13 @@ disk_request:
 1:  imul $1000, %rax
     xor %edx, %edx
     divq GUEST_BOOT_INFO + BI_TSC_KHZ
-    cmp ST_DISK_WORST_US(%r14), %rax
+    cmp SHARED_DISK_WINDOW_WORST, %rax
     jbe 2f
+    mov %rax, SHARED_DISK_WINDOW_WORST
+2:  cmp ST_DISK_WORST_US(%r14), %rax
+    jbe 3f
     mov %rax, ST_DISK_WORST_US(%r14)
-2:  clc
+3:  clc
     ret
 
 // Prints "DISK CORRUPTION: <%rsi, %ecx bytes> (block N)" and stops the workload; sets CF.
@@ -822,7 +890,7 @@ msg_disk_ops: .ascii " disk-ops "
     .set msg_disk_ops_len, . - msg_disk_ops
 msg_disk_worst: .ascii " disk-worst-us "
     .set msg_disk_worst_len, . - msg_disk_worst
-msg_disk_ready: .ascii "disk: virtio-blk ready, writing and checking 4 KiB blocks\n"
+msg_disk_ready: .ascii "disk: virtio-blk ready\n"
     .set msg_disk_ready_len, . - msg_disk_ready
 msg_disk_refused: .ascii "disk: the virtio-blk device refused the driver; no disk workload\n"
     .set msg_disk_refused_len, . - msg_disk_refused

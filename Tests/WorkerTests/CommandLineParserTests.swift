@@ -564,6 +564,9 @@ private func failure(_ line: String) -> String? {
         #expect(try config("-builtin-guest fill=90").builtinGuest.fillPercent == 90)
         #expect(try config("-builtin-guest fill=10 -builtin-guest mode=spin").builtinGuest == BuiltinGuestConfig(fillPercent: 10, mode: .spin))
         #expect(try config(["-builtin-guest", ""]).builtinGuest == BuiltinGuestConfig())
+        #expect(try config("-m 16").builtinGuest.disk == .check)
+        #expect(try config("-builtin-guest disk=randwrite").builtinGuest.disk == .randwrite)
+        #expect(BuiltinGuestConfig.DiskMode.seqwrite.bootInfoValue == 4, "BI_DISK_MODE's numbering (guest_layout.h)")
     }
 
     @Test func badBuiltinGuest() {
@@ -571,8 +574,9 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-builtin-guest fill=-1") == "-builtin-guest fill=-1: invalid fill '-1' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest fill=50%") == "-builtin-guest fill=50%: invalid fill '50%' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest mode=idle") == "-builtin-guest mode=idle: invalid mode 'idle' (use sleep or spin)")
-        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode)")
-        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode)")
+        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode, disk)")
+        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode, disk)")
+        #expect(failure("-builtin-guest disk=fast") == "-builtin-guest disk=fast: invalid disk 'fast' (use check, randread, randwrite, seqread or seqwrite)")
     }
 
     @Test func builtinGuestExcludesKernelAndBios() {

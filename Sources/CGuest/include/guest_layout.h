@@ -41,7 +41,8 @@
 #define BI_DISK_BAR 176                // built-in guest: the first virtio-blk's BAR4 (0: no disk)
 #define BI_DISK_SECTORS 184            // its capacity in 512-byte sectors
 #define BI_DISK_READ_ONLY 192          // 1 when the drive is read-only
-#define BI_SIZE 200
+#define BI_DISK_MODE 200               // 0 write and check; 1 randread, 2 randwrite, 3 seqread, 4 seqwrite
+#define BI_SIZE 208
 
 // Status record fields (u64), vCPU i at GUEST_STATUS + i * GUEST_STATUS_STRIDE.
 #define ST_HEARTBEAT 0                 // advanced on every pass of the guest's main loop

@@ -14,6 +14,7 @@ struct BootInfo {
     var diskBar: UInt64 = 0
     var diskSectors: UInt64 = 0
     var diskReadOnly = false
+    var diskMode: UInt64 = 0
 
     func write(into memory: GuestMemory) throws(GuestMemoryError) {
         let base = GuestAddress(UInt64(GUEST_BOOT_INFO))
@@ -34,6 +35,7 @@ struct BootInfo {
         try put(diskBar, BI_DISK_BAR)
         try put(diskSectors, BI_DISK_SECTORS)
         try put(diskReadOnly ? 1 : 0, BI_DISK_READ_ONLY)
+        try put(diskMode, BI_DISK_MODE)
         try put(UInt64(fillRanges.count), BI_FILL_COUNT)
         for (i, range) in fillRanges.enumerated() {
             try put(range.start, BI_FILL_RANGES + Int32(i * 16))

@@ -236,7 +236,7 @@ public enum CommandLineParser {
                 biosOption = context
 
             case .builtinGuest:
-                let list = try options(value, impliedKey: nil, keys: ["fill", "mode"], context: context)
+                let list = try options(value, impliedKey: nil, keys: ["fill", "mode", "disk"], context: context)
                 if let fill = list["fill"] {
                     let range = BuiltinGuestConfig.fillPercentRange
                     guard let percent = decimal(fill), range.contains(percent) else {
@@ -250,6 +250,12 @@ public enum CommandLineParser {
                         throw CommandLineError("\(context): invalid mode '\(mode)' (use sleep or spin)")
                     }
                     config.builtinGuest.mode = parsed
+                }
+                if let disk = list["disk"] {
+                    guard let parsed = BuiltinGuestConfig.DiskMode(rawValue: disk) else {
+                        throw CommandLineError("\(context): invalid disk '\(disk)' (use check, randread, randwrite, seqread or seqwrite)")
+                    }
+                    config.builtinGuest.disk = parsed
                 }
                 builtinGuestOption = context
 

@@ -122,8 +122,18 @@ public enum SerialConfig: Equatable, Sendable {
     case unixServer(path: String)
 }
 
-/// `-builtin-guest fill=PCT,mode=sleep|spin` (cprvmm-specific).
+/// `-builtin-guest fill=PCT,mode=sleep|spin,disk=...` (cprvmm-specific).
 public struct BuiltinGuestConfig: Equatable, Sendable {
+    /// What the built-in guest does with a virtio disk (BI_DISK_MODE).
+    public enum DiskMode: String, CaseIterable, Sendable {
+        /// Write sequence-numbered blocks, read them back and check them.
+        case check
+        /// Benchmarks, unchecked: 4 KiB at random places, 1 MiB in order.
+        case randread, randwrite, seqread, seqwrite
+
+        var bootInfoValue: UInt64 { UInt64(DiskMode.allCases.firstIndex(of: self)!) }
+    }
+
     public enum Mode: String, CaseIterable, Sendable {
         /// HLT until the next 1 kHz timer tick: cheap on host CPU.
         case sleep
@@ -134,6 +144,7 @@ public struct BuiltinGuestConfig: Equatable, Sendable {
     /// Share of guest RAM, in percent, that the built-in guest fills with its pattern.
     public var fillPercent: Int = 25
     public var mode: Mode = .sleep
+    public var disk: DiskMode = .check
 
     public static let fillPercentRange = 0...90
 

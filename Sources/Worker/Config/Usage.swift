@@ -87,12 +87,15 @@ public enum Usage {
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
                         entry contract in docs/guest.md)
         -bios file      boot this firmware image (not with -kernel)
-        -builtin-guest [fill=pct][,mode=sleep|spin]
+        -builtin-guest [fill=pct][,mode=sleep|spin][,disk=check|randread|randwrite|seqread|seqwrite]
                         set up cprvmm's built-in guest, which runs when neither -kernel nor
                         -bios is given: it fills pct% of guest RAM (0 to 90, default=25)
                         with a pattern, prints 'tick N' about every millisecond and keeps
                         re-verifying the pattern; mode=sleep halts until each 1 kHz timer
-                        tick (default, cheap on host CPU), mode=spin busy-loops (benchmarks)
+                        tick (default, cheap on host CPU), mode=spin busy-loops (benchmarks);
+                        with a virtio disk it writes numbered 4 KiB blocks over its first
+                        MiB and checks them (disk=check, default), or benchmarks it:
+                        disk=randread|randwrite (4 KiB), seqread|seqwrite (1 MiB)
 
         """
 }

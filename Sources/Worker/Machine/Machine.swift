@@ -213,6 +213,7 @@ public final class Machine {
                     info.diskBar = UInt64(GUEST_DISK_BAR4)
                     info.diskSectors = disk.image.size / BlockImage.sectorSize
                     info.diskReadOnly = disk.image.readOnly
+                    info.diskMode = config.builtinGuest.disk.bootInfoValue
                 }
             }
             try info.write(into: memory.guest)
