@@ -159,6 +159,13 @@ extension VirtualMachines {
             ((try? LiveUpdateTests.query(qmp: qmp))?["builtin-guest"] as? [String: Any]) ?? [:]
         }
 
+        /// The built-in guest's status page through an open QMP connection.
+        static func status(_ client: QMPLineClient) -> [String: Any] {
+            let reply = client.execute(#"{"execute": "x-query-cprvmm"}"#) ?? ""
+            let object = (try? JSONSerialization.jsonObject(with: Data(reply.utf8))) as? [String: Any]
+            return ((object?["return"] as? [String: Any])?["builtin-guest"] as? [String: Any]) ?? [:]
+        }
+
         static func diskOps(qmp: String) -> Int { (status(qmp: qmp)["disk-ops"] as? NSNumber)?.intValue ?? -1 }
 
         /// Every block the guest wrote holds one whole block of its pattern, with the block's
@@ -208,6 +215,44 @@ extension VirtualMachines {
             LiveUpdateTests.expectGuestIntact(vm)
             _ = vm.process.terminate()
             #expect(try Self.expectImageConsistent(disk) > 10)
+        }
+
+        /// Migrates the built-in guest with its disk workload to a file in `mode`, quits, and
+        /// resumes it in a new process: the workload goes on without DISK CORRUPTION.
+        func migrate(mode: String, memory: [String]) throws {
+            let disk = try Self.makeDisk()
+            let state = DiskBootTests.state()
+            defer { unlink(state) }
+            let arguments = memory + ["-drive", "file=\(disk),format=raw,if=virtio", "-builtin-guest", "fill=50"]
+            let (source, client) = try MigrationTests.start(arguments)
+            source.waitForOutput("tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
+            _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "\#(mode)"}}"#)
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
+            #expect(MigrationTests.waitForMigration(client).contains(#""status": "completed""#))
+            let opsBefore = (Self.status(client)["disk-ops"] as? NSNumber)?.intValue ?? Int.max
+            _ = client.execute(#"{"execute": "quit"}"#)
+            #expect(source.waitForExit() == 0)
+            let (target, targetClient) = try MigrationTests.start(arguments + ["-incoming", "file:\(state)"])
+            defer { _ = target.terminate() }
+            MigrationTests.expectGuestContinued(from: source, on: target)
+            let status = Self.status(targetClient)
+            #expect((status["disk-ops"] as? NSNumber)?.intValue ?? 0 > opsBefore, "\(status)")
+            #expect((status["disk-errors"] as? NSNumber)?.intValue == 0)
+            #expect(!(source.stdout + target.stdout).contains("DISK CORRUPTION"))
+            _ = target.terminate()
+            #expect(try Self.expectImageConsistent(disk) > 10)
+        }
+
+        @Test("the built-in guest's disk workload across a normal migration: it goes on, the image checks out")
+        func normalMigration() throws {
+            try migrate(mode: "normal", memory: ["-m", "64", "-machine", "memfd-alloc=on"])
+        }
+
+        @Test("the built-in guest's disk workload across cpr-reboot: it goes on, the image checks out")
+        func cprReboot() throws {
+            let ram = "/dev/shm/cprvmm-disk-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            defer { unlink(ram) }
+            try migrate(mode: "cpr-reboot", memory: ["-object", "memory-backend-file,id=ram0,size=64M,mem-path=\(ram),share=on", "-machine", "memory-backend=ram0"])
         }
 
         @Test("a read-only disk is left alone by the built-in guest")
