@@ -74,6 +74,7 @@ blob:
     .long irq_return - blob
     .long ipi_handler - blob
     .long fatal_stubs - blob
+    .long disk_irq_handler - blob
 
 // ---------------------------------------------------------------- CPL0 handlers
     .code64
@@ -172,6 +173,11 @@ ipi_handler:
     movl $0, (%rax)
     pop %rax
     iretq
+
+// The disk's MSI-X vector (sleep mode): counts it for the host to see, acknowledges it.
+disk_irq_handler:
+    incq GUEST_DISK_INTERRUPTS
+    jmp ipi_handler
 
 // ---------------------------------------------------------------- CPL3 program
 // Registers kept across the loop: r15 = vCPU index, r14 = own status record,
@@ -575,8 +581,24 @@ disk_init:
     movl $0, 0x2c(%r8)
     movl $DISK_USED, 0x30(%r8)
     movl $0, 0x34(%r8)
-    movw $1, 0x1c(%r8)           // queue_enable
+    // Sleep mode waits for a completion in HLT, woken by MSI-X vector 0 (entry 0 of the
+    // table in BAR1: the LAPIC of vCPU 0, BG_DISK_VECTOR; the VMM enabled MSI-X). Spin mode
+    // polls with interrupts off and asks for none.
+    movw $0xffff, 0x10(%r8)      // msix_config: no vector
+    movw $0xffff, 0x1a(%r8)      // queue_msix_vector
     movw $1, DISK_AVAIL          // VIRTQ_AVAIL_F_NO_INTERRUPT
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne 1f
+    mov $GUEST_DISK_BAR1, %eax
+    movl $LAPIC_BASE, (%rax)     // message address
+    movl $0, 4(%rax)
+    movl $BG_DISK_VECTOR, 8(%rax) // message data: fixed delivery of the vector
+    movl $0, 12(%rax)            // unmasked
+    movw $0, 0x1a(%r8)           // queue 0 -> vector 0
+    movw $0, DISK_AVAIL          // interrupts wanted
+    call enable_lapic
+    mov GUEST_BOOT_INFO + BI_DISK_BAR, %r8
+1:  movw $1, 0x1c(%r8)           // queue_enable
     movb $0x0f, 0x14(%r8)        // DRIVER_OK
     testb $0x40, 0x14(%r8)       // DEVICE_NEEDS_RESET
     jnz 7f
@@ -770,8 +792,14 @@ disk_request:
     mov SHARED_DISK_USED, %rcx
     cmp %cx, %ax
     jne 6f
-    pause
-    rdtsc
+    cmpq $0, GUEST_BOOT_INFO + BI_MODE
+    jne 3f
+    // Sleep until the completion's MSI (or, should it come between the check and the HLT,
+    // the next timer tick).
+    hlt
+    jmp 10f
+3:  pause
+10: rdtsc
     shl $32, %rdx
     or %rdx, %rax
     sub %r11, %rax

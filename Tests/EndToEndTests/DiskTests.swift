@@ -198,6 +198,7 @@ extension VirtualMachines {
             defer { _ = vm.process.terminate() }
             #expect(vm.process.waitForOutput("the disk workload") { $0.contains("disk: virtio-blk ready") })
             let next = LiveUpdateTests.nextBinary ?? Binaries.cprvmm
+            let interruptsBefore = (Self.status(qmp: vm.qmp)["disk-interrupts"] as? NSNumber)?.intValue ?? 0
             var worst: [Int] = []
             for round in 0..<50 {
                 let before = Self.diskOps(qmp: vm.qmp)
@@ -211,6 +212,10 @@ extension VirtualMachines {
             let status = Self.status(qmp: vm.qmp)
             print("built-in guest disk: \(status["disk-ops"] ?? "?") requests, worst \(status["disk-worst-us"] ?? "?") us across 50 updates")
             #expect((status["disk-errors"] as? NSNumber)?.intValue == 0)
+            // The guest sleeps until each completion's MSI-X interrupt: the vector, its table
+            // entry and the enable bit crossed every update.
+            let interrupts = (status["disk-interrupts"] as? NSNumber)?.intValue ?? 0
+            #expect(interrupts > interruptsBefore + 1000, "MSI-X interrupts: \(interruptsBefore) before the updates, \(interrupts) after")
             #expect(!vm.process.stdout.contains("DISK CORRUPTION"), "\(vm.process.stdoutLines.filter { $0.contains("DISK") }.prefix(3))")
             LiveUpdateTests.expectGuestIntact(vm)
             _ = vm.process.terminate()

@@ -58,6 +58,7 @@
 #define GUEST_DISK_AREA 0x400000
 #define GUEST_DISK_BAR4 0xe0000000     // where the VMM places the disk's BARs for the built-in guest
 #define GUEST_DISK_BAR1 0xe0010000
+#define GUEST_DISK_INTERRUPTS (GUEST_SHARED_DATA + 0x90)  // u64: disk MSI-X interrupts taken (sleep mode)
 
 // Built-in guest blob header: u32 fields at the start of the blob.
 #define BG_MAGIC_VALUE 0x47525043      // "CPRG"
@@ -66,7 +67,10 @@
 #define BG_IRQ_RETURN 12
 #define BG_IPI_HANDLER 16
 #define BG_FATAL_STUBS 20              // 32 stubs of 8 bytes, one per exception vector
+#define BG_DISK_HANDLER 24             // the disk's MSI-X vector
+#define BG_HEADER_SIZE 28
 #define BG_IPI_VECTOR 0x30
+#define BG_DISK_VECTOR 0x31
 
 // The pattern the built-in guest writes: the u64 at guest-physical address a is
 // (a * PATTERN_MULTIPLIER) ^ PATTERN_XOR.

@@ -18,6 +18,7 @@ extension Machine {
             status["disk-ops"] = field(ST_DISK_OPS)
             status["disk-worst-us"] = field(ST_DISK_WORST_US)
             status["disk-errors"] = field(ST_DISK_ERRORS)
+            status["disk-interrupts"] = .int(Int64(bitPattern: (try? memory.guest.load(UInt64.self, at: GuestAddress(UInt64(GUEST_DISK_INTERRUPTS)))) ?? 0))
         }
         return status
     }

@@ -14,7 +14,7 @@ enum BuiltinGuest {
     /// Copies the program to GUEST_CODE, builds its IDT and returns where vCPUs enter it.
     static func load(into memory: GuestMemory) throws -> BootEntry {
         let blob = image
-        guard blob.count >= 24, blob.loadUnaligned(as: UInt32.self) == UInt32(BG_MAGIC_VALUE) else { throw LoadError.badBlob }
+        guard blob.count >= Int(BG_HEADER_SIZE), blob.loadUnaligned(as: UInt32.self) == UInt32(BG_MAGIC_VALUE) else { throw LoadError.badBlob }
         let code = UInt64(GUEST_CODE)
         try memory.write(blob, at: GuestAddress(code))
         func entry(_ offset: Int32) -> UInt64 { code + UInt64(blob.loadUnaligned(fromByteOffset: Int(offset), as: UInt32.self)) }
@@ -25,6 +25,7 @@ enum BuiltinGuest {
         gates[13] = entry(BG_GP_HANDLER)
         for vector in 0x20...0x2F { gates[vector] = entry(BG_IRQ_RETURN) }  // PIC in auto-EOI mode
         gates[Int(BG_IPI_VECTOR)] = entry(BG_IPI_HANDLER)
+        gates[Int(BG_DISK_VECTOR)] = entry(BG_DISK_HANDLER)
         gates[0xFF] = entry(BG_IRQ_RETURN)  // LAPIC spurious vector: no EOI
         try writeIDT(gates, into: memory)
         return .longMode(rip: entry(BG_USER_ENTRY), userMode: true, withIDT: true)

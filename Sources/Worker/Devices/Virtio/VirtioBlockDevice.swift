@@ -65,14 +65,16 @@ final class VirtioBlockDevice: Device {
         bus.refreshBars(transport)
     }
 
-    /// Programs the BARs and enables memory decoding and bus mastering, as firmware would,
-    /// for the built-in guest (which has no firmware).
+    /// Programs the BARs, enables memory decoding, bus mastering and MSI-X, as firmware and
+    /// an OS would, for the built-in guest (which has neither).
     func placeForBuiltinGuest() {
         bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar, size: 4, value: UInt32(GUEST_DISK_BAR4))
         bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar + 4, size: 4, value: 0)
         bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.msixBar, size: 4, value: UInt32(GUEST_DISK_BAR1))
         bus.hostConfigWrite(transport, offset: PciConfigSpace.commandOffset, size: 2,
                             value: UInt32(PciConfigSpace.commandMemory | PciConfigSpace.commandBusMaster))
+        // MSI-X on (the guest programs the table in BAR1 itself; vectors start masked).
+        bus.hostConfigWrite(transport, offset: transport.msixCapability + 2, size: 2, value: 0x8000)
     }
 
     var handoverFDs: [(name: String, fd: Int32)] { [(VirtioBlockDevice.handoverName(config.id), image.fd)] }
