@@ -7,6 +7,8 @@
 #include <linux/kvm.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 // ioctl is variadic, which Swift cannot call; these fix its two argument shapes.
@@ -67,8 +69,23 @@ static const unsigned long CKVM_GET_CLOCK = KVM_GET_CLOCK;
 static const unsigned long CKVM_SET_CLOCK = KVM_SET_CLOCK;
 // Devices: doorbells and interrupts that bypass vCPU exits.
 static const unsigned long CKVM_IOEVENTFD = KVM_IOEVENTFD;
-static const unsigned long CKVM_SIGNAL_MSI = KVM_SIGNAL_MSI;
 static const uint32_t CKVM_IOEVENTFD_FLAG_DEASSIGN = KVM_IOEVENTFD_FLAG_DEASSIGN;
+static const unsigned long CKVM_IRQFD = KVM_IRQFD;
+static const uint32_t CKVM_IRQFD_FLAG_DEASSIGN = KVM_IRQFD_FLAG_DEASSIGN;
+static const uint32_t CKVM_IRQ_ROUTING_IRQCHIP = KVM_IRQ_ROUTING_IRQCHIP;
+static const uint32_t CKVM_IRQ_ROUTING_MSI = KVM_IRQ_ROUTING_MSI;
+// KVM_SET_GSI_ROUTING takes a struct ending in a flexible array, which Swift cannot size:
+// built here from `count` entries. Returns what ioctl returns (-1 with errno set).
+static inline int ckvm_set_gsi_routing(int vmfd, const struct kvm_irq_routing_entry *entries, uint32_t count) {
+    size_t size = sizeof(struct kvm_irq_routing) + (size_t)count * sizeof(struct kvm_irq_routing_entry);
+    struct kvm_irq_routing *routing = calloc(1, size);
+    if (!routing) return -1;
+    routing->nr = count;
+    memcpy(routing->entries, entries, (size_t)count * sizeof(*entries));
+    int result = ioctl(vmfd, KVM_SET_GSI_ROUTING, routing);
+    free(routing);
+    return result;
+}
 static const uint32_t CKVM_IRQCHIP_PIC_MASTER = KVM_IRQCHIP_PIC_MASTER;
 static const uint32_t CKVM_IRQCHIP_PIC_SLAVE = KVM_IRQCHIP_PIC_SLAVE;
 static const uint32_t CKVM_IRQCHIP_IOAPIC = KVM_IRQCHIP_IOAPIC;

@@ -46,14 +46,19 @@ public final class VmFd {
         try ioctlChecked(fd, CKVM_IRQ_LINE, &line, "KVM_IRQ_LINE \(irq)")
     }
 
-    /// Sends one MSI (a device's MSI-X vector) to the in-kernel LAPICs. A masked or
-    /// undeliverable message is not an error: the guest decides where interrupts go.
-    func signalMSI(address: UInt64, data: UInt32) throws(SystemError) {
-        var message = kvm_msi()
-        message.address_lo = UInt32(truncatingIfNeeded: address)
-        message.address_hi = UInt32(truncatingIfNeeded: address >> 32)
-        message.data = data
-        try ioctlChecked(fd, CKVM_SIGNAL_MSI, &message, "KVM_SIGNAL_MSI")
+    /// Replaces the VM's whole GSI routing table (KVM_SET_GSI_ROUTING).
+    func setGSIRouting(_ entries: [kvm_irq_routing_entry]) throws(SystemError) {
+        let result = entries.withUnsafeBufferPointer { ckvm_set_gsi_routing(fd, $0.baseAddress, UInt32($0.count)) }
+        guard result == 0 else { throw SystemError("KVM_SET_GSI_ROUTING (\(entries.count) routes)", errno: errno) }
+    }
+
+    /// Makes a write to `eventFD` raise GSI `gsi` inside KVM (an irqfd); `assign: false` removes it.
+    func setIrqFD(_ eventFD: Int32, gsi: UInt32, assign: Bool) throws(SystemError) {
+        var request = kvm_irqfd()
+        request.fd = UInt32(bitPattern: eventFD)
+        request.gsi = gsi
+        request.flags = assign ? 0 : CKVM_IRQFD_FLAG_DEASSIGN
+        try ioctlChecked(fd, CKVM_IRQFD, &request, "KVM_IRQFD gsi \(gsi)")
     }
 
     /// Makes a guest write of any size to the MMIO address `address` signal `eventFD` inside

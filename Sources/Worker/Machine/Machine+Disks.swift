@@ -1,5 +1,5 @@
 /// The machine's virtio-blk disks: created on the PCI bus, wired to KVM for doorbells
-/// (ioeventfd) and interrupts (MSI, INTx).
+/// (ioeventfd) and interrupts (irqfd + MSI routes, INTx).
 extension Machine {
     var disks: [VirtioBlockDevice] { devices.devices.compactMap { $0 as? VirtioBlockDevice } }
 
@@ -10,8 +10,14 @@ extension Machine {
                 inheritedImage: inheritedFD(VirtioBlockDevice.handoverName(disk.id)))
             let transport = device.transport
             let log = RateLimiter()
-            transport.signalMSI = { [unowned self] address, data in
-                do { try vm.signalMSI(address: address, data: data) } catch { log.log("\(transport.pciName): MSI: \(error)") }
+            for _ in 0..<transport.msix.vectors { transport.msiEventFDs.append(try msiRoutes.addVector()) }
+            let firstVector = msiRoutes.count - transport.msix.vectors
+            transport.setMSIMessage = { [unowned self] vector, address, data in
+                do {
+                    try msiRoutes.setMessage(firstVector + vector, address: address, data: data)
+                } catch {
+                    log.log("\(transport.pciName): MSI-X vector \(vector): \(error)")
+                }
             }
             transport.setIntx = { [unowned bus, unowned transport] level in bus.setIntx(transport, level: level) }
             transport.setNotifyEventFD = { [unowned self] address, fd, assign in

@@ -26,6 +26,8 @@ public final class Machine {
     private(set) var serialPort: SerialPort?
     /// PCI bus 0 (I440FX).
     private(set) var pciBus: PciBus?
+    /// The GSI routing table's MSI routes (devices' MSI-X vectors).
+    private(set) lazy var msiRoutes = MsiRoutes(vm: vm)
     private let exitLock = Lock()
     private var exitStatus: Int32?
     /// Changed only on the loop thread.

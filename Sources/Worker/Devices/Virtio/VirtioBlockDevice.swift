@@ -62,6 +62,7 @@ final class VirtioBlockDevice: Device {
         try decoder.finish()
         // The vCPUs are not running yet: the cached MSI-X bits can be read without the bus lock.
         transport.configWritten(offset: 0, size: 0)
+        transport.messagesChanged(0..<transport.msix.vectors)
         bus.refreshBars(transport)
     }
 

@@ -23,8 +23,9 @@ protocol VirtioDeviceModel: AnyObject {
 /// virtio over PCI, modern interface (virtio 1.x, 4.1): common configuration, ISR, device
 /// configuration and notifications in a 64-bit memory BAR (BAR4, QEMU's layout), the MSI-X
 /// table and PBA in BAR1. Queue kicks arrive through an ioeventfd on the notify address (no
-/// vCPU exit) and are served on the device's own thread; completions interrupt through
-/// MSI-X (KVM_SIGNAL_MSI) or INTx. SeaBIOS polls and needs neither.
+/// vCPU exit) and are served on the device's own thread; completions interrupt through an
+/// irqfd per MSI-X vector (a KVM MSI route that follows the guest's table, MsiRoutes) or
+/// INTx. SeaBIOS polls and needs neither.
 final class VirtioPciTransport: PciFunction, MmioDevice {
     static let vendor: UInt16 = 0x1AF4
     static let featureVersion1: UInt64 = 1 << 32
@@ -56,8 +57,11 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
     /// Cached from the MSI-X capability's message control (config writes update it).
     var msixEnabled = false, msixMasked = false
 
-    /// Delivers an MSI (address, data); an INTx level change. Set by the machine.
-    var signalMSI: (UInt64, UInt32) -> Void = { _, _ in }
+    /// Per MSI-X vector, the irqfd that raises its route; and how a vector's message reaches
+    /// the route (the guest wrote the table, or a state was loaded). Set by the machine.
+    var msiEventFDs: [Int32] = []
+    var setMSIMessage: (_ vector: Int, _ address: UInt64, _ data: UInt32) -> Void = { _, _, _ in }
+    /// An INTx level change. Set by the machine.
     var setIntx: (Bool) -> Void = { _ in }
     /// Adds (or removes) a queue's ioeventfd at a guest-physical address.
     var setNotifyEventFD: (_ address: UInt64, _ fd: Int32, _ assign: Bool) -> Void = { _, _, _ in }
@@ -212,29 +216,44 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
     }
 
     func deliverVector(_ vector: UInt16) {
-        let message: (UInt64, UInt32)? = lock.withLock {
-            guard vector != VirtioPciTransport.noVector, Int(vector) < msix.vectors else { return nil }
+        let send: Bool = lock.withLock {
+            guard vector != VirtioPciTransport.noVector, Int(vector) < msix.vectors else { return false }
             if msixMasked || msix.masked(Int(vector)) {
                 msix.setPending(Int(vector), true)
-                return nil
+                return false
             }
-            return msix.message(Int(vector))
+            return true
         }
-        if let message { signalMSI(message.0, message.1) }
+        if send { raise(Int(vector)) }
+    }
+
+    /// Writes the vector's irqfd: KVM sends the message its route holds.
+    private func raise(_ vector: Int) {
+        guard vector < msiEventFDs.count else { return }
+        var one: UInt64 = 1
+        _ = write(msiEventFDs[vector], &one, 8)
+    }
+
+    /// The guest changed the table (or a state was loaded): the routes follow.
+    func messagesChanged(_ vectors: Range<Int>) {
+        for vector in vectors where vector < msix.vectors {
+            let message = lock.withLock { msix.message(vector) }
+            setMSIMessage(vector, message.address, message.data)
+        }
     }
 
     /// Sends what was held back while a vector or the function was masked.
     func deliverPendingMSIX() {
-        let ready: [(UInt64, UInt32)] = lock.withLock {
+        let ready: [Int] = lock.withLock {
             guard msixEnabled, !msixMasked else { return [] }
-            var messages: [(UInt64, UInt32)] = []
+            var vectors: [Int] = []
             for vector in 0..<msix.vectors where msix.pending(vector) && !msix.masked(vector) {
                 msix.setPending(vector, false)
-                messages.append(msix.message(vector))
+                vectors.append(vector)
             }
-            return messages
+            return vectors
         }
-        for (address, data) in ready { signalMSI(address, data) }
+        for vector in ready { raise(vector) }
     }
 }
 
@@ -255,6 +274,8 @@ final class MsixRegion: MmioDevice {
         var value: UInt64 = 0
         for (i, byte) in data.prefix(8).enumerated() { value |= UInt64(byte) << (8 * i) }
         transport.lock.withLock { transport.msix.write(offset: Int(offset), size: data.count, value: value) }
+        let first = Int(offset) / 16
+        transport.messagesChanged(first..<(Int(offset) + data.count + 15) / 16)
         transport.deliverPendingMSIX()  // a vector unmasked with its bit pending fires now
     }
 }
