@@ -272,7 +272,13 @@ static int bridge_main(void *argument) {
             if (cbridge_load(&vcpu->served) != 0) {
                 ok = complete_exit(vcpu, run) == 0;
             } else {
-                ok = fail(vcpu, CBRIDGE_STEP_ORPHANED, -ESRCH) == 0;  // its exit can never be served
+                // The process died and no image will ever serve this exit. KVM commits an
+                // exit's instruction only at the next KVM_RUN and keeps the pending I/O out of
+                // the state userspace reads (RIP still points at the instruction, its
+                // destination is unwritten), so the dump is the vCPU just before it: the
+                // restarted process executes the instruction again and serves it then, as if
+                // the crash had come a moment earlier.
+                __atomic_store_n(&vcpu->has_exit, 0, __ATOMIC_RELEASE);
             }
         }
         ok = ok && dump_vcpu(bridge, vcpu) == 0;

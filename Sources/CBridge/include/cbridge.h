@@ -80,7 +80,6 @@ enum {
     CBRIDGE_STEP_EVENTS,
     CBRIDGE_STEP_DEBUGREGS,
     CBRIDGE_STEP_MP_STATE,
-    CBRIDGE_STEP_ORPHANED,  // the process died while the vCPU waited at an exit
 };
 
 struct cbridge_msrs {

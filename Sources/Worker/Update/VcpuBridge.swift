@@ -309,7 +309,6 @@ final class VcpuBridge {
             Int(CBRIDGE_STEP_XCRS): "KVM_GET_XCRS", Int(CBRIDGE_STEP_MSRS): "KVM_GET_MSRS",
             Int(CBRIDGE_STEP_LAPIC): "KVM_GET_LAPIC", Int(CBRIDGE_STEP_EVENTS): "KVM_GET_VCPU_EVENTS",
             Int(CBRIDGE_STEP_DEBUGREGS): "KVM_GET_DEBUGREGS", Int(CBRIDGE_STEP_MP_STATE): "KVM_GET_MP_STATE",
-            Int(CBRIDGE_STEP_ORPHANED): "the process died while the vCPU waited at an exit only an image can serve",
         ]
         let step = steps[Int(slot.pointee.error_step)] ?? "step \(slot.pointee.error_step)"
         return SystemError("the bridge running vCPU \(index): \(step)", errno: -slot.pointee.error)
