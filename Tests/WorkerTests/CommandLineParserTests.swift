@@ -315,9 +315,14 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-machine help") == "-machine help: unsupported machine type 'help' (only 'pc' is supported)")
     }
 
+    @Test func tscMismatchIsOptIn() throws {
+        #expect(try config("-m 16").allowTSCMismatch == false)
+        #expect(try config("-machine x-allow-tsc-mismatch=on").allowTSCMismatch)
+    }
+
     @Test func otherMachinePropertiesAreRefused() {
-        #expect(failure("-machine pc,hpet=off") == "-machine pc,hpet=off: unsupported parameter 'hpet' (supported: type, accel, memfd-alloc, memory-backend)")
-        #expect(failure("-M pc,smm") == "-M pc,smm: unsupported parameter 'smm' (supported: type, accel, memfd-alloc, memory-backend)")
+        #expect(failure("-machine pc,hpet=off") == "-machine pc,hpet=off: unsupported parameter 'hpet' (supported: type, accel, memfd-alloc, memory-backend, x-allow-tsc-mismatch)")
+        #expect(failure("-M pc,smm") == "-M pc,smm: unsupported parameter 'smm' (supported: type, accel, memfd-alloc, memory-backend, x-allow-tsc-mismatch)")
         #expect(failure("-machine pc,=on") == "-machine pc,=on: missing parameter name in '=on' (use key=value)")
     }
 

@@ -165,7 +165,7 @@ public enum CommandLineParser {
 
             case .machine, .M:
                 let list = try options(
-                    value, impliedKey: "type", keys: ["type", "accel", "memfd-alloc", "memory-backend"],
+                    value, impliedKey: "type", keys: ["type", "accel", "memfd-alloc", "memory-backend", "x-allow-tsc-mismatch"],
                     context: context)
                 if let type = list["type"], type != "pc" {
                     throw CommandLineError("\(context): unsupported machine type '\(type)' (only 'pc' is supported)")
@@ -175,6 +175,9 @@ public enum CommandLineParser {
                 }
                 if let memfdAlloc = list["memfd-alloc"] {
                     config.memfdAlloc = try boolean(memfdAlloc, key: "memfd-alloc", context: context)
+                }
+                if let allow = list["x-allow-tsc-mismatch"] {
+                    config.allowTSCMismatch = try boolean(allow, key: "x-allow-tsc-mismatch", context: context)
                 }
                 if let id = list["memory-backend"] {
                     try checkID(id, context: context)

@@ -13,6 +13,8 @@ public struct MachineConfig: Equatable, Sendable {
     public var smp: Int = 1
     /// `-machine memfd-alloc=on|off`: allocate guest RAM with memfd_create.
     public var memfdAlloc: Bool = false
+    /// `-machine x-allow-tsc-mismatch=on`: take a state whose guest TSC ran at another rate.
+    public var allowTSCMismatch = false
     /// `-machine memory-backend=ID`: the id of the entry of `memoryBackends` that is guest RAM.
     public var memoryBackendID: String? = nil
     /// `-object memory-backend-*` definitions; when non-empty, exactly one, named by `memoryBackendID`.

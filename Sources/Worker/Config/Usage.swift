@@ -20,6 +20,8 @@ public enum Usage {
                         memfd-alloc=on|off: allocate guest RAM with memfd_create (default=off)
                         memory-backend=id: use the -object memory-backend-* with this id
                         as guest RAM
+                        x-allow-tsc-mismatch=on|off: take an incoming state whose guest
+                        TSC ran at another rate (default=off: refused, naming both)
         -M ...          same as -machine
         -accel kvm      use KVM (the only accelerator, always used)
         -enable-kvm     same as -accel kvm

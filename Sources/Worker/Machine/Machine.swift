@@ -26,6 +26,11 @@ public final class Machine {
     private(set) var serialPort: SerialPort?
     /// PCI bus 0 (I440FX).
     private(set) var pciBus: PciBus?
+    /// The CPUID table each vCPU shows the guest (this host's, or the one a loaded state
+    /// brought: CPUIDState), and what this host would show; this host's TSC rate.
+    var guestCPUID: [[CPUIDState.Entry]] = []
+    private(set) var hostCPUID: [[CPUIDState.Entry]] = []
+    private(set) var hostTSCKHz: UInt64 = 0
     /// The GSI routing table's MSI routes (devices' MSI-X vectors).
     private(set) lazy var msiRoutes = MsiRoutes(vm: vm)
     private let exitLock = Lock()
@@ -183,7 +188,9 @@ public final class Machine {
         var tscKHz: UInt64 = 0
         for index in 0..<config.smp {
             let vcpu = try vm.createVcpu(index: index)
-            try vcpu.setCPUID(GuestCPUID.entries(supported: supported, vcpu: index))
+            let cpuid = GuestCPUID.entries(supported: supported, vcpu: index)
+            try vcpu.setCPUID(cpuid)
+            hostCPUID.append(cpuid.map(CPUIDState.Entry.init))
             if index == 0 { tscKHz = UInt64(try vcpu.tscKHz()) }
             if case .longMode(let rip, let userMode, let withIDT) = entry {
                 var sregs = try vcpu.getSpecialRegisters()
@@ -201,6 +208,8 @@ public final class Machine {
             }
             vcpus.append(VcpuThread(vcpu: vcpu, handler: self))
         }
+        guestCPUID = hostCPUID
+        hostTSCKHz = tscKHz
         if case .longMode = entry {
             try X86LongMode.writeStructures(
                 into: memory.guest, vcpuCount: config.smp,

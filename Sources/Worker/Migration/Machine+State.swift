@@ -31,6 +31,8 @@ extension Machine {
                    vcpusThroughBridge: Bool = false, progress: (UInt64) -> Void = { _ in }) throws {
         try writer.writeSection(MachineDescription.sectionName, version: MachineDescription.sectionVersion,
                                 payload: describe(copying: copied, wasRunning: wasRunning).encode())
+        try writer.writeSection(CPUIDState.sectionName, version: CPUIDState.sectionVersion,
+                                payload: CPUIDState(tscKHz: hostTSCKHz, vcpus: guestCPUID).encode())
         TestStopPoint.reached("saving")
         if vcpusThroughBridge {
             try writer.writeSection(VcpuBridge.sectionName, version: VcpuBridge.sectionVersion, payload: [])

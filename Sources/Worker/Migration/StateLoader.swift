@@ -38,6 +38,8 @@ final class StateLoader {
                     throw StateFormatError.malformed("section '\(header.name)' has version \(header.version) and \(header.length) bytes; this cprvmm reads version \(VcpuBridge.sectionVersion), empty")
                 }
                 vcpusThroughBridge = true
+            case CPUIDState.sectionName:
+                try adoptCPUID(try CPUIDState.decode(section(header), vcpuLimit: machine.vcpus.count))
             case PlatformState.sectionName:
                 platform = try PlatformState.decode(section(header))
             case let name where machine.devices.device(forSection: name) != nil:
@@ -66,6 +68,19 @@ final class StateLoader {
         // Interrupt controllers, PIT and clock last: the clock then starts from the saved time.
         try platform.restore(to: machine.vm)
         return incoming
+    }
+
+    /// The guest keeps the CPU it saw: this host's KVM must be able to show it, at the same
+    /// TSC rate (unless the operator accepts another), and then each vCPU gets its old table.
+    private func adoptCPUID(_ state: CPUIDState) throws {
+        if let difference = state.mismatch(host: machine.hostCPUID, hostTSCKHz: machine.hostTSCKHz,
+                                           allowTSCMismatch: machine.config.allowTSCMismatch) {
+            throw ConfigurationError("incoming migration refused: \(difference)")
+        }
+        for (thread, table) in zip(machine.vcpus, state.vcpus) {
+            try thread.vcpu.setCPUID(table.map(\.kvm))
+        }
+        machine.guestCPUID = state.vcpus
     }
 
     private func buffer(for name: String, length: Int) throws -> UnsafeMutableRawBufferPointer {

@@ -9,6 +9,7 @@ enum StateSections {
     /// Section name (`cpu` for every `cpu.N`) → version.
     static let versions: [String: UInt32] = [
         MachineDescription.sectionName: MachineDescription.sectionVersion,
+        CPUIDState.sectionName: CPUIDState.sectionVersion,
         "cpu": VcpuState.sectionVersion,
         PlatformState.sectionName: PlatformState.sectionVersion,
         Serial16550.sectionName: Serial16550.sectionVersion,
