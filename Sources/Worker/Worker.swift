@@ -34,6 +34,7 @@ public enum Worker {
             print(BuildInfo.versionLine)
             return 0
         case .run(var config):
+            Log.level = Log.Level.allCases.first { $0.name == config.logLevel } ?? .info
             if case .success(let cpr) = inherited, cpr.fromFDStore {
                 config.incoming = .uri(.memfd)  // the saved state is the stored memfd
             }

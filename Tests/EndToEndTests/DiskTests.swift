@@ -206,7 +206,8 @@ extension VirtualMachines {
                 // The guest's I/O goes on after each update before the next one starts.
                 let deadline = Date().addingTimeInterval(30)
                 while Self.diskOps(qmp: vm.qmp) < before + 30, Date() < deadline { usleep(10_000) }
-                #expect(Self.diskOps(qmp: vm.qmp) >= before + 30, "no disk I/O after update \(round + 1)")
+                #expect(Self.diskOps(qmp: vm.qmp) >= before + 30,
+                        "no disk I/O after update \(round + 1): guest \(Self.status(qmp: vm.qmp)); \(vm.process.stderr.suffix(800))")
                 worst.append((Self.status(qmp: vm.qmp)["disk-worst-us"] as? NSNumber)?.intValue ?? -1)
             }
             let status = Self.status(qmp: vm.qmp)

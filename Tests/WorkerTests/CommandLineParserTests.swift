@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import Worker
 
@@ -641,7 +642,7 @@ private func failure(_ line: String) -> String? {
             "-object memory-backend-ram", "-serial ", "-display none", "-nographic", "-kernel ", "-bios ",
             "-builtin-guest ", "memfd-alloc=on|off", "memory-backend=id", "unix:path,server=on,wait=off",
             "file:path", "mode=sleep|spin", "-debugcon ", "-global isa-debugcon.iobase=", "-drive file=", "-blockdev driver=file",
-            "-device virtio-blk-pci", "-boot order=c",
+            "-device virtio-blk-pci", "-boot order=c", "-log-level ",
         ] {
             #expect(Usage.text.contains(option), "missing \(option)")
         }
@@ -715,5 +716,27 @@ private func failure(_ line: String) -> String? {
     @Test func bootOrderC() throws {
         #expect(try config("-boot order=c,menu=off").disks.isEmpty)
         #expect(try config("-boot c").disks.isEmpty)
+    }
+}
+
+// MARK: - Logging
+
+@Suite struct LogLevelTests {
+    @Test func levels() throws {
+        #expect(try config("-m 16").logLevel == "info")
+        #expect(try config("-log-level debug").logLevel == "debug")
+        #expect(try config("--log-level error").logLevel == "error")
+        #expect(failure("-log-level loud") == "-log-level loud: unknown log level 'loud' (use error, warning, info or debug)")
+        #expect(Log.Level.allCases.map(\.name) == ["error", "warning", "info", "debug"])
+        #expect(Log.Level.warning < Log.Level.info, "syslog order: lower is more severe")
+    }
+
+    @Test("stderr is the journal only when JOURNAL_STREAM names it")
+    func journalStream() {
+        unsetenv("JOURNAL_STREAM")
+        #expect(!Log.stderrIsJournal())
+        setenv("JOURNAL_STREAM", "1:2", 1)
+        #expect(!Log.stderrIsJournal(), "another device and inode than stderr's")
+        unsetenv("JOURNAL_STREAM")
     }
 }

@@ -77,6 +77,7 @@ public enum CommandLineParser {
     enum Option: String {
         case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming, device
         case debugcon, global, drive, blockdev, boot
+        case logLevel = "log-level"
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
         case nodefaults
@@ -87,7 +88,7 @@ public enum CommandLineParser {
         var takesArgument: Bool {
             switch self {
             case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
-                .incoming, .device, .debugcon, .global, .drive, .blockdev, .boot:
+                .incoming, .device, .debugcon, .global, .drive, .blockdev, .boot, .logLevel:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -264,6 +265,12 @@ public enum CommandLineParser {
 
             case .device:
                 try addDevice(value, context: context)
+
+            case .logLevel:
+                guard ["error", "warning", "info", "debug"].contains(value) else {
+                    throw CommandLineError("\(context): unknown log level '\(value)' (use error, warning, info or debug)")
+                }
+                config.logLevel = value
 
             case .drive:
                 try addDrive(value, context: context)

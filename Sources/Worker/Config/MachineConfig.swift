@@ -15,6 +15,8 @@ public struct MachineConfig: Equatable, Sendable {
     public var memfdAlloc: Bool = false
     /// `-machine x-allow-tsc-mismatch=on`: take a state whose guest TSC ran at another rate.
     public var allowTSCMismatch = false
+    /// `-log-level error|warning|info|debug` (default info).
+    public var logLevel = "info"
     /// `-machine memory-backend=ID`: the id of the entry of `memoryBackends` that is guest RAM.
     public var memoryBackendID: String? = nil
     /// `-object memory-backend-*` definitions; when non-empty, exactly one, named by `memoryBackendID`.

@@ -79,6 +79,9 @@ public enum Usage {
                         driver=raw,node-name=name,file=node over it, as libvirt does)
         -boot order=c[,menu=off]
                         boot from the disks (with bootindex= deciding their order)
+        -log-level error|warning|info|debug
+                        how much cprvmm logs on stderr (default info); under systemd each
+                        line carries its priority for journalctl -p
         -debugcon file:path|stdio|null|none
                         QEMU's isa-debugcon: bytes the guest writes to port 0x402 go to the
                         file or stderr (SeaBIOS prints its log there); absent by default

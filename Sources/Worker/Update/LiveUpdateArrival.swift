@@ -133,7 +133,8 @@ enum LiveUpdateArrival {
                 "x-downtime-us": .int(Int64(pause)), "total-time": .int(Int64(total / 1000)),
             ]
             let phases = record.phases.map { "\($0.name) \(Double($0.microseconds) / 1000)" }.joined(separator: ", ")
-            Log.info("live update \(cpr.generation) complete: guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms (ms: \(phases))")
+            Log.info("live update \(cpr.generation) complete: \(cpr.previous.version) -> \(BuildInfo.version), guest paused \(Double(pause) / 1000) ms, total \(Double(total) / 1000) ms")
+            Log.debug("live update \(cpr.generation) phases (ms): \(phases)")
         }
         closeUnused(cpr, machine: machine)
         machine.reportReadyToService()
