@@ -6,6 +6,16 @@ enum CprctlCommand: Equatable {
     case version
     case status(StatusOptions)
     case update(UpdateOptions)
+    case list(json: Bool)
+    case control(ControlOptions)
+}
+
+/// `cprctl stop|cont [NAME | --socket PATH] [--timeout S]`: QMP's stop and cont.
+struct ControlOptions: Equatable {
+    enum Action: String { case stop, cont }
+    var action: Action
+    var target: VMTarget = .automatic
+    var timeoutSeconds: Double = 5
 }
 
 /// `cprctl update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--no-probe] [--timeout S] [-- ARGS...]`.
@@ -59,6 +69,8 @@ enum ArgumentParser {
         case "--version": return .version
         case "status": return try parseStatus(Array(arguments.dropFirst()))
         case "update": return try parseUpdate(Array(arguments.dropFirst()))
+        case "list": return try parseList(Array(arguments.dropFirst()))
+        case "stop", "cont": return try parseControl(ControlOptions.Action(rawValue: first)!, Array(arguments.dropFirst()))
         default:
             if first.hasPrefix("-") { throw UsageError("unknown option '\(first)' \(helpHint)") }
             throw UsageError("unknown command '\(first)' \(helpHint)")
@@ -166,6 +178,53 @@ enum ArgumentParser {
         }
         options.target = try target(command: "update", names: names, socket: socket)
         return .update(options)
+    }
+
+    private static func parseList(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var json = false
+        for argument in arguments {
+            switch argument {
+            case "--json": json = true
+            case "-h", "--help": return .help
+            default: throw UsageError("list takes no argument but --json, got '\(argument)' \(helpHint)")
+            }
+        }
+        return .list(json: json)
+    }
+
+    private static func parseControl(_ action: ControlOptions.Action, _ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var options = ControlOptions(action: action)
+        var names: [String] = []
+        var socket: String?
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let (option, inline) = splitOption(argument)
+            func value() throws(UsageError) -> String {
+                if let inline { return inline }
+                index += 1
+                guard index < arguments.count else { throw UsageError("option '\(option)' needs a value \(helpHint)") }
+                return arguments[index]
+            }
+            switch option {
+            case "-h", "--help":
+                return .help
+            case "--socket":
+                socket = try value()
+            case "--timeout":
+                let text = try value()
+                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
+                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
+                }
+                options.timeoutSeconds = seconds
+            default:
+                guard !argument.hasPrefix("-") else { throw UsageError("unknown option '\(option)' for \(action.rawValue) \(helpHint)") }
+                names.append(argument)
+            }
+            index += 1
+        }
+        options.target = try target(command: action.rawValue, names: names, socket: socket)
+        return .control(options)
     }
 
     /// The VM a command names: at most one NAME, or --socket PATH, or neither (automatic).

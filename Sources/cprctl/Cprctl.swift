@@ -36,6 +36,10 @@ enum Cprctl {
             return status(options, runtimeBase: runtimeBase, now: now)
         case .update(let options):
             return LiveUpdateCommand.run(options, runtimeBase: runtimeBase)
+        case .list(let json):
+            return ControlCommands.list(json: json, runtimeBase: runtimeBase, now: now)
+        case .control(let options):
+            return ControlCommands.control(options, runtimeBase: runtimeBase)
         }
     }
 

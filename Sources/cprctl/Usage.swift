@@ -28,6 +28,13 @@ enum Usage {
                               --no-probe skips that, for a binary older than the probe.
                               --no-bridges keeps the guest paused across the exec, for a
                               binary older than vCPU bridges (it would roll back).
+          list [--json]       Every VM in <dir>, a line each: name, state, PID, version,
+                              update generation and the guest pause of its last update
+                              (a VM that does not answer is listed with the reason).
+          stop [NAME | --socket PATH] [--timeout SECONDS]
+          cont [NAME | --socket PATH] [--timeout SECONDS]
+                              Pause the guest's vCPUs and devices, or let them run again
+                              (QMP stop and cont); prints the run state afterwards.
           help                Show this help.
 
         Options:

@@ -65,3 +65,25 @@ import Testing
         }
     }
 }
+
+@Suite struct ControlCommandParsingTests {
+    @Test func listStopCont() throws {
+        #expect(try ArgumentParser.parse(["list"]) == .list(json: false))
+        #expect(try ArgumentParser.parse(["list", "--json"]) == .list(json: true))
+        #expect(try ArgumentParser.parse(["stop", "web1"]) == .control(ControlOptions(action: .stop, target: .name("web1"))))
+        #expect(try ArgumentParser.parse(["cont", "--socket", "/tmp/q", "--timeout", "2"])
+                == .control(ControlOptions(action: .cont, target: .socket("/tmp/q"), timeoutSeconds: 2)))
+        #expect(try ArgumentParser.parse(["stop"]) == .control(ControlOptions(action: .stop)))
+    }
+
+    @Test func errors() {
+        #expect(throws: UsageError("list takes no argument but --json, got 'web1' (try 'cprctl --help')")) { try ArgumentParser.parse(["list", "web1"]) }
+        #expect(throws: UsageError("unknown option '--force' for stop (try 'cprctl --help')")) { try ArgumentParser.parse(["stop", "--force"]) }
+        #expect(throws: UsageError("cont takes one VM name, got 2: a b")) { try ArgumentParser.parse(["cont", "a", "b"]) }
+    }
+
+    @Test("the table pads each column to its widest cell")
+    func table() {
+        #expect(ControlCommands.table([["NAME", "STATE"], ["web10", "running"]]) == "NAME   STATE\nweb10  running\n")
+    }
+}

@@ -44,6 +44,38 @@ extension VirtualMachines {
             #expect(implicit.status == 0 && implicit.output.hasPrefix("web1: running\n"), "\(implicit.output)")
         }
 
+        @Test("cprctl list shows every VM of the runtime directory; stop and cont pause and resume one")
+        func listStopCont() throws {
+            let runtime = try Self.runtimeDirectory()
+            defer { try? FileManager.default.removeItem(atPath: runtime) }
+            try FileManager.default.createDirectory(atPath: runtime + "/web2", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: runtime + "/gone", withIntermediateDirectories: true)
+            var vms: [VMProcess] = []
+            defer { for vm in vms { _ = vm.terminate() } }
+            for name in ["web1", "web2"] {
+                let qmp = runtime + "/\(name)/qmp.sock"
+                vms.append(try VMProcess(["-name", name, "-m", "32", "-serial", "null", "-qmp", "unix:\(qmp),server=on,wait=off"]))
+                _ = try connectWhenListening(qmp)
+            }
+            // A socket file nobody listens on any more (its VM died): listed as unreachable.
+            _ = try runTool("/usr/bin/python3", ["-c", "import socket; socket.socket(socket.AF_UNIX).bind('\(runtime)/gone/qmp.sock')"])
+
+            let stop = try Self.cprctl(["stop", "web2"], runtime: runtime)
+            #expect(stop.status == 0 && stop.output == "web2: paused\n", "\(stop.output)")
+            let list = try Self.cprctl(["list"], runtime: runtime)
+            #expect(list.status == 0, "\(list.output)")
+            let lines = list.output.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("NAME") == true, "\(list.output)")
+            #expect(lines.contains { $0.hasPrefix("web1") && $0.contains("running") && $0.contains("\(vms[0].pid)") }, "\(list.output)")
+            #expect(lines.contains { $0.hasPrefix("web2") && $0.contains("paused") && $0.contains("\(vms[1].pid)") }, "\(list.output)")
+            #expect(lines.contains { $0.hasPrefix("gone") && $0.contains("unreachable") }, "\(list.output)")
+            let json = try Self.cprctl(["list", "--json"], runtime: runtime)
+            let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]])
+            #expect(rows.count == 3 && rows.contains { $0["name"] as? String == "web2" && $0["status"] as? String == "paused" })
+            let cont = try Self.cprctl(["cont", "web2"], runtime: runtime)
+            #expect(cont.status == 0 && cont.output == "web2: running\n", "\(cont.output)")
+        }
+
         @Test("cprctl status --json reports the same facts as JSON; --socket reaches a VM directly")
         func jsonStatus() throws {
             let runtime = try Self.runtimeDirectory()
