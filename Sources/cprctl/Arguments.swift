@@ -32,6 +32,9 @@ struct UpdateOptions: Equatable {
     /// --no-probe: exec without first asking the binary what it reads (x-cpr-exec-probe off),
     /// for a binary older than the probe (it refuses the --cpr-probe option).
     var noProbe = false
+    /// --all: every VM in the runtime directory, one after another; --keep-going: on past a failure.
+    var all = false
+    var keepGoing = false
 }
 
 struct StatusOptions: Equatable {
@@ -164,6 +167,10 @@ enum ArgumentParser {
             case "--no-probe":
                 guard inline == nil else { throw UsageError("option '--no-probe' takes no value \(helpHint)") }
                 options.noProbe = true
+            case "--all":
+                options.all = true
+            case "--keep-going":
+                options.keepGoing = true
             case "--timeout":
                 let text = try value()
                 guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
@@ -177,6 +184,12 @@ enum ArgumentParser {
             index += 1
         }
         options.target = try target(command: "update", names: names, socket: socket)
+        if options.all {
+            guard options.target == .automatic else { throw UsageError("update --all takes no VM name or --socket") }
+            guard options.arguments == nil else { throw UsageError("update --all keeps each VM's own command line: drop '-- ARGS'") }
+        } else if options.keepGoing {
+            throw UsageError("--keep-going goes with --all")
+        }
         return .update(options)
     }
 

@@ -35,7 +35,7 @@ enum Cprctl {
         case .status(let options):
             return status(options, runtimeBase: runtimeBase, now: now)
         case .update(let options):
-            return LiveUpdateCommand.run(options, runtimeBase: runtimeBase)
+            return options.all ? LiveUpdateCommand.runAll(options, runtimeBase: runtimeBase) : LiveUpdateCommand.run(options, runtimeBase: runtimeBase)
         case .list(let json):
             return ControlCommands.list(json: json, runtimeBase: runtimeBase, now: now)
         case .control(let options):

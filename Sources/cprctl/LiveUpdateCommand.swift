@@ -46,6 +46,31 @@ enum LiveUpdateCommand {
         }
     }
 
+    /// `update --all`: every VM in the runtime directory, one after another, each line of
+    /// the outcome prefixed with the VM's name; stops at the first failure unless keepGoing.
+    static func runAll(_ options: UpdateOptions, runtimeBase: String) -> CprctlResult {
+        let names = RuntimeDirectory.listVMs(in: runtimeBase)
+        guard !names.isEmpty else { return .failure("no VM found in \(runtimeBase)") }
+        var result = CprctlResult(exitStatus: 0)
+        for (index, name) in names.enumerated() {
+            var one = options
+            one.all = false
+            one.target = .name(name)
+            let outcome = run(one, runtimeBase: runtimeBase)
+            for line in outcome.output.split(separator: "\n") { result.output += "\(name): \(line)\n" }
+            guard outcome.exitStatus != 0 else { continue }
+            result.exitStatus = 1
+            let message = outcome.errorOutput.hasPrefix("cprctl: ") ? String(outcome.errorOutput.dropFirst(8)) : outcome.errorOutput
+            result.errorOutput += "cprctl: \(name): \(message)"
+            let rest = names.count - index - 1
+            if !options.keepGoing && rest > 0 {
+                result.errorOutput += "cprctl: stopped after \(name) failed: \(rest) VM(s) not updated (\(names.suffix(rest).joined(separator: ", "))); --keep-going updates the others\n"
+                break
+            }
+        }
+        return result
+    }
+
     /// The VMM's reason when it refuses `migrate` (QMP error), nil when it took it; other
     /// errors (a lost connection) are thrown.
     private static func migrateRefusal(_ migrate: () throws -> Void) throws -> String? {

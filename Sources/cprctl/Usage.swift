@@ -14,8 +14,8 @@ enum Usage {
                               vCPUs, RAM blocks and sockets.
                               --json prints the VMM's x-query-cprvmm reply as JSON.
                               --timeout bounds each wait for the VM (default 5 s).
-          update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--no-probe]
-                 [--timeout SECONDS] [-- ARGS...]
+          update [NAME | --socket PATH | --all [--keep-going]] [--binary PATH]
+                 [--no-bridges] [--no-probe] [--timeout SECONDS] [-- ARGS...]
                               Live-update the VM (cpr-exec): exec the binary again in the
                               same process with the current command line (or ARGS), guest
                               RAM kept in place; waits for the outcome (default 60 s).
@@ -28,6 +28,8 @@ enum Usage {
                               --no-probe skips that, for a binary older than the probe.
                               --no-bridges keeps the guest paused across the exec, for a
                               binary older than vCPU bridges (it would roll back).
+                              --all updates every VM in <dir>, one after another, and stops
+                              at the first that fails unless --keep-going.
           list [--json]       Every VM in <dir>, a line each: name, state, PID, version,
                               update generation and the guest pause of its last update
                               (a VM that does not answer is listed with the reason).

@@ -76,6 +76,14 @@ import Testing
         #expect(try ArgumentParser.parse(["stop"]) == .control(ControlOptions(action: .stop)))
     }
 
+    @Test func updateAll() throws {
+        #expect(try ArgumentParser.parse(["update", "--all"]) == .update(UpdateOptions(all: true)))
+        #expect(try ArgumentParser.parse(["update", "--all", "--keep-going", "--binary", "/x"]) == .update(UpdateOptions(binary: "/x", all: true, keepGoing: true)))
+        #expect(throws: UsageError("update --all takes no VM name or --socket")) { try ArgumentParser.parse(["update", "--all", "web1"]) }
+        #expect(throws: UsageError("update --all keeps each VM's own command line: drop '-- ARGS'")) { try ArgumentParser.parse(["update", "--all", "--", "-m", "1G"]) }
+        #expect(throws: UsageError("--keep-going goes with --all")) { try ArgumentParser.parse(["update", "web1", "--keep-going"]) }
+    }
+
     @Test func errors() {
         #expect(throws: UsageError("list takes no argument but --json, got 'web1' (try 'cprctl --help')")) { try ArgumentParser.parse(["list", "web1"]) }
         #expect(throws: UsageError("unknown option '--force' for stop (try 'cprctl --help')")) { try ArgumentParser.parse(["stop", "--force"]) }

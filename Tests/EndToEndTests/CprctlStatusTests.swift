@@ -76,6 +76,32 @@ extension VirtualMachines {
             #expect(cont.status == 0 && cont.output == "web2: running\n", "\(cont.output)")
         }
 
+        @Test("cprctl update --all live-updates every VM one after another; a failure stops it unless --keep-going")
+        func updateAll() throws {
+            let runtime = try Self.runtimeDirectory()
+            defer { try? FileManager.default.removeItem(atPath: runtime) }
+            try FileManager.default.createDirectory(atPath: runtime + "/web2", withIntermediateDirectories: true)
+            var vms: [VMProcess] = []
+            defer { for vm in vms { _ = vm.terminate() } }
+            for name in ["web1", "web2"] {
+                let qmp = runtime + "/\(name)/qmp.sock"
+                vms.append(try VMProcess(["-name", name, "-m", "32", "-machine", "memfd-alloc=on", "-serial", "null", "-qmp", "unix:\(qmp),server=on,wait=off"]))
+                _ = try connectWhenListening(qmp)
+            }
+            let result = try Self.cprctl(["update", "--all", "--timeout", "60"], runtime: runtime)
+            #expect(result.status == 0, "\(result.output)")
+            for name in ["web1", "web2"] {
+                #expect(LiveUpdateTests.generation(qmp: runtime + "/\(name)/qmp.sock") == 1, "\(name): \(result.output)")
+                #expect(result.output.contains("\(name): "), "\(result.output)")
+            }
+            let failed = try Self.cprctl(["update", "--all", "--binary", "/nonexistent/cprvmm"], runtime: runtime)
+            #expect(failed.status == 1)
+            #expect(failed.output.contains("web1: ") && failed.output.contains("stopped after web1 failed: 1 VM(s) not updated (web2); --keep-going updates the others"), "\(failed.output)")
+            let going = try Self.cprctl(["update", "--all", "--keep-going", "--binary", "/nonexistent/cprvmm"], runtime: runtime)
+            #expect(going.status == 1 && going.output.contains("web2: "), "\(going.output)")
+            #expect(vms.allSatisfy { $0.process.isRunning })
+        }
+
         @Test("cprctl status --json reports the same facts as JSON; --socket reaches a VM directly")
         func jsonStatus() throws {
             let runtime = try Self.runtimeDirectory()
