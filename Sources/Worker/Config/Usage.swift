@@ -88,6 +88,16 @@ public enum Usage {
         -global isa-debugcon.iobase=port
                         move the debug console to another port
 
+        Monitor and migration options:
+        -qmp unix:path,server=on,wait=off
+                        a QMP server on a Unix socket (QEMU's protocol; any number)
+        -monitor stdio|none|unix:path,server=on,wait=off
+                        the human monitor (HMP) on stdio or a Unix socket
+        -S              create the VM paused (run state prelaunch); 'cont' starts it
+        -incoming uri   load the VM's state from uri before running it: file:path[,offset=n],
+                        unix:path, tcp:host:port, exec:command, memfd: (a live update's
+                        inherited state) or defer (wait for migrate-incoming)
+
         Boot options:
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
                         entry contract in docs/guest.md)
