@@ -12,8 +12,11 @@ public enum Worker {
         // A live update left state for this image, or systemd passed back its fd store after
         // a crash: take it before anything else.
         let stored = serviceManager?.takeStoredFDs() ?? []
+        // A binary that already died on the stored state hands it to the fallback binary.
+        RecoveryFallback.checkStored(stored, arguments: arguments)
         var inherited = LiveUpdateArrival.takeInheritedState()
         StartupTrace.mark("cpr state")
+        if case .success(let cpr) = inherited, cpr.rollbackReason == nil { RecoveryFallback.recordExecArrival() }
         if inherited != nil { TestStopPoint.reached("started") }
         if inherited == nil, let recovered = FDStoreRecovery.state(from: stored) {
             inherited = .success(recovered)

@@ -9,7 +9,7 @@ extension Machine {
     static let storedStateName = "vm-state"
     static let storedCPRStateName = "cpr-state"
     /// What the fd store holds only during a live update (LiveUpdate, FDStoreRecovery).
-    static let storedUpdateNames = [storedStateName, storedCPRStateName, VcpuBridge.handoverName]
+    static let storedUpdateNames = [storedStateName, storedCPRStateName, VcpuBridge.handoverName, RecoveryFallback.storedName]
 
     /// The one line `systemctl status` shows.
     var serviceStatus: String {

@@ -40,6 +40,12 @@ enum FDStoreRecovery {
             Log.info("systemd passed back a VM state the guest already ran past (the process died after the resume); booting fresh")
             return nil
         }
+        // The record of who tried to load this state stays in the store until a guest runs
+        // (RecoveryFallback); this image already wrote itself into it.
+        if let record = byName[RecoveryFallback.storedName] {
+            used.insert(record)
+            close(record)
+        }
         var cpr: CPRState
         do {
             cpr = try CPRState.read(fd: cprFD)
@@ -64,6 +70,9 @@ enum FDStoreRecovery {
         cpr.teardownHolders = []  // children of the dead process, not ours
         cpr.fromFDStore = true
         cpr.rollbackReason = "the process died before the new image resumed the guest (generation \(cpr.generation)); systemd restarted it and the guest resumed from the fd store"
+        let died = RecoveryFallback.earlierAttempts.map { "version \($0.version)" }
+        if !died.isEmpty { cpr.rollbackReason! += " with \(Machine.executablePath) (version \(BuildInfo.version)), after \(died.joined(separator: ", ")) died loading it" }
+        cpr.rollbackReason = CPRState.clipped(cpr.rollbackReason!)
         Log.info("resuming the VM from systemd's fd store: the previous process died during live update \(cpr.generation)")
         return cpr
     }

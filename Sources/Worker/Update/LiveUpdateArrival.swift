@@ -37,6 +37,7 @@ enum LiveUpdateArrival {
         if cpr.rollbackReason == nil, getenv(injectFailureVariable) != nil {
             throw ConfigurationError("load failure injected by \(injectFailureVariable)")
         }
+        TestStopPoint.crashIfRequested("load")
         let loadStarted = monotonicNanoseconds()
         let loader = StateLoader(machine: machine)
         let description: MachineDescription

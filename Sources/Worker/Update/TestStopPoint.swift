@@ -1,4 +1,5 @@
 import Glibc
+import Shared
 
 /// `CPRVMM_TEST_STOP_AT=PHASE`: the process stops itself (SIGSTOP) when a live update reaches
 /// PHASE, so that the failure-matrix tests (Tests/Systemd/run-tests) can kill or continue it
@@ -18,5 +19,21 @@ enum TestStopPoint {
         Log.info("\(variable)=\(phase): the process stops here")
         fflush(nil)
         kill(getpid(), SIGSTOP)
+    }
+
+    /// `CPRVMM_TEST_CRASH_AT=PHASE[@VERSION]`: the process dies of SIGSEGV at PHASE -- only in
+    /// the binary of that version, if one is named -- as a binary with a bug there would. The
+    /// recovery tests use `load` (the new image, right before it loads the saved state).
+    static let crashVariable = "CPRVMM_TEST_CRASH_AT"
+    private static let crashAt: String? = getenv(crashVariable).map { String(cString: $0) }
+
+    static func crashIfRequested(_ phase: String) {
+        guard let crashAt else { return }
+        let parts = crashAt.split(separator: "@", maxSplits: 1).map(String.init)
+        guard parts.first == phase, parts.count == 1 || parts[1] == BuildInfo.version else { return }
+        Log.error("\(crashVariable)=\(crashAt): the process crashes here")
+        fflush(nil)
+        signal(SIGSEGV, SIG_DFL)
+        kill(getpid(), SIGSEGV)
     }
 }
