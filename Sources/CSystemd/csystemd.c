@@ -8,7 +8,6 @@
 
 static struct {
     __typeof__(&sd_pid_notify_with_fds) pid_notify_with_fds;
-    __typeof__(&sd_listen_fds_with_names) listen_fds_with_names;
     __typeof__(&sd_watchdog_enabled) watchdog_enabled;
 } api;
 
@@ -24,9 +23,8 @@ static void load(void) {
         return;
     }
     api.pid_notify_with_fds = (__typeof__(api.pid_notify_with_fds))dlsym(library, "sd_pid_notify_with_fds");
-    api.listen_fds_with_names = (__typeof__(api.listen_fds_with_names))dlsym(library, "sd_listen_fds_with_names");
     api.watchdog_enabled = (__typeof__(api.watchdog_enabled))dlsym(library, "sd_watchdog_enabled");
-    if (!api.pid_notify_with_fds || !api.listen_fds_with_names || !api.watchdog_enabled) {
+    if (!api.pid_notify_with_fds || !api.watchdog_enabled) {
         snprintf(load_error, sizeof load_error, "libsystemd.so.0 lacks the sd-daemon functions (too old?)");
         return;
     }
@@ -45,14 +43,7 @@ int csd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state,
     return api.pid_notify_with_fds(pid, unset_environment, state, fds, n_fds);
 }
 
-int csd_listen_fds_with_names(int unset_environment, char ***names) {
-    if (csd_load() < 0) return -ENOSYS;
-    return api.listen_fds_with_names(unset_environment, names);
-}
-
 int csd_watchdog_enabled(int unset_environment, uint64_t *usec) {
     if (csd_load() < 0) return -ENOSYS;
     return api.watchdog_enabled(unset_environment, usec);
 }
-
-int csd_listen_fds_start(void) { return SD_LISTEN_FDS_START; }

@@ -39,27 +39,7 @@ public final class SystemdNotifier: ServiceManager {
     }
 
     public func takeStoredFDs() -> [CPRState.InheritedFD] {
-        guard getenv("LISTEN_FDS") != nil else { return [] }
-        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-        // unset_environment=1: LISTEN_* must not reach a later image (a different PID check
-        // would fail anyway, but the fds would be claimed twice).
-        let count = csd_listen_fds_with_names(1, &names)
-        if count == -ENOSYS { reportLoadFailure(); return [] }
-        guard count > 0 else {
-            if count < 0 { report("LISTEN_FDS is set but cannot be read: \(String(cString: strerror(-count)))") }
-            return []
-        }
-        defer {
-            if let names {
-                for index in 0..<Int(count) { free(names[index]) }
-                free(names)
-            }
-        }
-        let start = csd_listen_fds_start()
-        return (0..<Int(count)).map { index in
-            let name = names?[index].map { String(cString: $0) } ?? "unknown"
-            return CPRState.InheritedFD(name: name, fd: start + Int32(index))
-        }
+        ListenFDs.take()
     }
 
     // MARK: Messages

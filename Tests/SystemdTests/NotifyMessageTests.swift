@@ -55,3 +55,24 @@ import Worker
         #expect(SystemdNotifier.fdName(String(repeating: "a", count: 300)).count == 255)
     }
 }
+
+/// LISTEN_* as systemd sets them for a restarted service with a full fd store.
+@Suite struct ListenFDsTests {
+    @Test func namedFDsFromThree() {
+        let fds = ListenFDs.parse(pid: "42", count: "3", names: "ram-pc.ram:vm-state:cpr-state", ownPID: 42)
+        #expect(fds?.map(\.name) == ["ram-pc.ram", "vm-state", "cpr-state"])
+        #expect(fds?.map(\.fd) == [3, 4, 5])
+    }
+
+    @Test func anotherProcessesFDsAreNotOurs() {
+        #expect(ListenFDs.parse(pid: "41", count: "3", names: "a:b:c", ownPID: 42) == nil)
+        #expect(ListenFDs.parse(pid: nil, count: "3", names: "a:b:c", ownPID: 42) == nil)
+        #expect(ListenFDs.parse(pid: "42", count: "x", names: nil, ownPID: 42) == nil)
+        #expect(ListenFDs.parse(pid: "42", count: "0", names: nil, ownPID: 42) == nil)
+    }
+
+    @Test func namesOfTheWrongLengthAreUnknown() {
+        #expect(ListenFDs.parse(pid: "42", count: "2", names: "a", ownPID: 42)?.map(\.name) == ["unknown", "unknown"])
+        #expect(ListenFDs.parse(pid: "42", count: "2", names: nil, ownPID: 42)?.map(\.name) == ["unknown", "unknown"])
+    }
+}

@@ -14,7 +14,9 @@
  * <systemd/sd-daemon.h>, so a signature change breaks the build, not the VM.
  *
  * Each function returns what its sd_* namesake returns, or -ENOSYS (with csd_load_error()
- * saying why) when the library cannot be loaded. */
+ * saying why) when the library cannot be loaded. None of them hands back memory libsystemd
+ * allocated: in a static cprvmm, libsystemd runs on a second libc with its own heap (the
+ * passed fds are read without it, Systemd/ListenFDs.swift). */
 
 /* 0 if libsystemd is loaded (loading it now if needed), else -ENOSYS. */
 int csd_load(void);
@@ -22,10 +24,6 @@ int csd_load(void);
 const char *csd_load_error(void);
 
 int csd_pid_notify_with_fds(pid_t pid, int unset_environment, const char *state, const int *fds, unsigned n_fds);
-int csd_listen_fds_with_names(int unset_environment, char ***names);
 int csd_watchdog_enabled(int unset_environment, uint64_t *usec);
-
-/* SD_LISTEN_FDS_START (3). */
-int csd_listen_fds_start(void);
 
 #endif
