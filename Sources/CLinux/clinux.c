@@ -23,7 +23,7 @@ int clinux_memfd_create(const char *name, unsigned int flags) {
 }
 
 #ifndef CPRVMM_VERSION
-#define CPRVMM_VERSION "0.1.0"
+#define CPRVMM_VERSION "0.2.0"
 #endif
 
 const char *clinux_version(void) { return CPRVMM_VERSION; }

@@ -114,7 +114,7 @@ extension VirtualMachines {
             try Self.update(vm, to: next)
             let middle = try Self.query(vm)
             #expect((middle["pid"] as? NSNumber)?.int32Value == pid)
-            if Self.nextBinary != nil { #expect(middle["version"] as? String == "0.1.0-next") }
+            if Self.nextBinary != nil { #expect(middle["version"] as? String == "0.2.0-next") }
             try Self.update(vm, to: Binaries.cprvmm)
             let status = try Self.query(vm)
             #expect((status["pid"] as? NSNumber)?.int32Value == pid)
