@@ -123,12 +123,18 @@ enum RecoveryFallback {
     }
 
     /// Execs `path` as systemd would have started it: the same command line, the stored fds at
-    /// the numbers systemd gave them, and LISTEN_* set again for this PID.
+    /// the numbers systemd gave them, and LISTEN_* set again for this PID. argv[0] stays the
+    /// unit's program, so the next live update looks up the unit's binary, not the fallback.
     private static func execFallback(_ path: String, stored: [CPRState.InheritedFD], arguments: [String]) -> String {
+        let file = open(path, O_RDONLY | O_CLOEXEC)
+        guard file >= 0 else { return "cannot open \(path): \(String(cString: strerror(errno)))" }
+        defer { close(file) }
         let names = stored.map(\.name).joined(separator: ":")
+        let program = CommandLine.arguments.first ?? path
         return Worker.execImage(ExecRequest(
-            arguments: [path] + arguments, keepFDs: stored.map(\.fd),
-            environment: [("LISTEN_FDS", String(stored.count)), ("LISTEN_PID", String(getpid())), ("LISTEN_FDNAMES", names)]))
+            arguments: [program] + arguments, keepFDs: stored.map(\.fd),
+            environment: [("LISTEN_FDS", String(stored.count)), ("LISTEN_PID", String(getpid())), ("LISTEN_FDNAMES", names)],
+            executableFD: file))
     }
 
     private static func readAll(_ fd: Int32) -> String {
