@@ -40,6 +40,8 @@ enum Cprctl {
             return ControlCommands.list(json: json, runtimeBase: runtimeBase, now: now)
         case .control(let options):
             return ControlCommands.control(options, runtimeBase: runtimeBase)
+        case .console(let options):
+            return ConsoleCommand.run(options, runtimeBase: runtimeBase)
         }
     }
 
