@@ -9,6 +9,12 @@ enum CprctlCommand: Equatable {
     case list(json: Bool)
     case control(ControlOptions)
     case console(ConsoleOptions)
+    case completion(CompletionShell)
+}
+
+/// `cprctl completion SHELL`: the shells cprctl writes a completion script for.
+enum CompletionShell: String, CaseIterable {
+    case bash
 }
 
 /// `cprctl console [NAME | --socket PATH]`: --socket names the console socket itself.
@@ -81,6 +87,7 @@ enum ArgumentParser {
         case "list": return try parseList(Array(arguments.dropFirst()))
         case "stop", "cont": return try parseControl(ControlOptions.Action(rawValue: first)!, Array(arguments.dropFirst()))
         case "console": return try parseConsole(Array(arguments.dropFirst()))
+        case "completion": return try parseCompletion(Array(arguments.dropFirst()))
         default:
             if first.hasPrefix("-") { throw UsageError("unknown option '\(first)' \(helpHint)") }
             throw UsageError("unknown command '\(first)' \(helpHint)")
@@ -274,6 +281,15 @@ enum ArgumentParser {
             index += 1
         }
         return .console(ConsoleOptions(target: try target(command: "console", names: names, socket: socket)))
+    }
+
+    private static func parseCompletion(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        let shells = CompletionShell.allCases.map(\.rawValue).joined(separator: ", ")
+        if arguments == ["-h"] || arguments == ["--help"] { return .help }
+        guard arguments.count == 1, let shell = CompletionShell(rawValue: arguments[0]) else {
+            throw UsageError("completion takes one shell name: \(shells) \(helpHint)")
+        }
+        return .completion(shell)
     }
 
     /// The VM a command names: at most one NAME, or --socket PATH, or neither (automatic).

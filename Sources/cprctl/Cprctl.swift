@@ -42,6 +42,8 @@ enum Cprctl {
             return ControlCommands.control(options, runtimeBase: runtimeBase)
         case .console(let options):
             return ConsoleCommand.run(options, runtimeBase: runtimeBase)
+        case .completion(let shell):
+            return CprctlResult(exitStatus: 0, output: CompletionScript.text(for: shell))
         }
     }
 

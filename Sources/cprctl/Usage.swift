@@ -52,6 +52,9 @@ enum Usage {
                               cprvmm serves one console client at a time and disconnects
                               any other at once (cprctl then says so and exits 1); the
                               client stays connected across a live update.
+          completion bash     Print a bash completion script for cprctl: commands, their
+                              options and the VM names in <dir>. Install it as
+                              /usr/share/bash-completion/completions/cprctl, or source it.
           help                Show this help.
 
         Options:
