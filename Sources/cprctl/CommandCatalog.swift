@@ -1,6 +1,6 @@
-/// Every command cprctl takes and the options each accepts, for the completion script.
-/// Tests hold it to the parser and to --help, so a new command or option cannot be
-/// forgotten here.
+/// Every command cprctl takes and the options each accepts, for the completion script and
+/// for cprctl(1), which tells the help's command lines by these names. Tests hold it to the
+/// parser and to --help, so a new command or option cannot be forgotten here.
 enum CommandCatalog {
     struct Command {
         let name: String

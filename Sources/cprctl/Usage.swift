@@ -66,8 +66,9 @@ enum Usage {
           $\(RuntimeDirectory.environmentVariable) if set, else \(RuntimeDirectory.defaultBase).
           Without NAME or --socket, cprctl uses the only VM found in <dir>.
 
-        Exit status: 0 on success, 1 on any error (including a wrong command line),
-        with a one-line message on stderr starting with "cprctl: ".
+        Exit status:
+          0 on success, 1 on any error (including a wrong command line), with a one-line
+          message on stderr starting with "cprctl: ".
         """
     }
 
