@@ -28,6 +28,7 @@ public enum ManPage {
             ManPageFromHelp.escape("/run/cprvmm/NAME/ holds the QMP, HMP and console sockets of the VM NAME by convention (CPRVMM_RUNTIME_DIR changes the base); cprctl(1) finds VMs there."),
             ".SH SEE ALSO",
             #".BR cprctl (1),"#,
+            #".BR cprvmm@.service (8),"#,
             #".BR qemu-system-x86_64 (1),"#,
             #".BR systemctl (1)"#,
         ]
