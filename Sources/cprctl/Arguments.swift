@@ -8,6 +8,18 @@ enum CprctlCommand: Equatable {
     case update(UpdateOptions)
     case list(json: Bool)
     case control(ControlOptions)
+    case console(ConsoleOptions)
+    case completion(CompletionShell)
+}
+
+/// `cprctl completion SHELL`: the shells cprctl writes a completion script for.
+enum CompletionShell: String, CaseIterable {
+    case bash
+}
+
+/// `cprctl console [NAME | --socket PATH]`: --socket names the console socket itself.
+struct ConsoleOptions: Equatable {
+    var target: VMTarget = .automatic
 }
 
 /// `cprctl stop|cont [NAME | --socket PATH] [--timeout S]`: QMP's stop and cont.
@@ -74,6 +86,8 @@ enum ArgumentParser {
         case "update": return try parseUpdate(Array(arguments.dropFirst()))
         case "list": return try parseList(Array(arguments.dropFirst()))
         case "stop", "cont": return try parseControl(ControlOptions.Action(rawValue: first)!, Array(arguments.dropFirst()))
+        case "console": return try parseConsole(Array(arguments.dropFirst()))
+        case "completion": return try parseCompletion(Array(arguments.dropFirst()))
         default:
             if first.hasPrefix("-") { throw UsageError("unknown option '\(first)' \(helpHint)") }
             throw UsageError("unknown command '\(first)' \(helpHint)")
@@ -238,6 +252,44 @@ enum ArgumentParser {
         }
         options.target = try target(command: action.rawValue, names: names, socket: socket)
         return .control(options)
+    }
+
+    private static func parseConsole(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var names: [String] = []
+        var socket: String?
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let (option, inline) = splitOption(argument)
+            switch option {
+            case "-h", "--help":
+                return .help
+            case "--socket":
+                guard socket == nil else { throw UsageError("option '--socket' given twice") }
+                if let inline {
+                    socket = inline
+                } else {
+                    index += 1
+                    guard index < arguments.count else { throw UsageError("option '--socket' needs a value \(helpHint)") }
+                    socket = arguments[index]
+                }
+                guard socket?.isEmpty == false else { throw UsageError("option '--socket' needs a path") }
+            default:
+                guard !argument.hasPrefix("-") else { throw UsageError("unknown option '\(option)' for console \(helpHint)") }
+                names.append(argument)
+            }
+            index += 1
+        }
+        return .console(ConsoleOptions(target: try target(command: "console", names: names, socket: socket)))
+    }
+
+    private static func parseCompletion(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        let shells = CompletionShell.allCases.map(\.rawValue).joined(separator: ", ")
+        if arguments == ["-h"] || arguments == ["--help"] { return .help }
+        guard arguments.count == 1, let shell = CompletionShell(rawValue: arguments[0]) else {
+            throw UsageError("completion takes one shell name: \(shells) \(helpHint)")
+        }
+        return .completion(shell)
     }
 
     /// The VM a command names: at most one NAME, or --socket PATH, or neither (automatic).

@@ -40,6 +40,10 @@ enum Cprctl {
             return ControlCommands.list(json: json, runtimeBase: runtimeBase, now: now)
         case .control(let options):
             return ControlCommands.control(options, runtimeBase: runtimeBase)
+        case .console(let options):
+            return ConsoleCommand.run(options, runtimeBase: runtimeBase)
+        case .completion(let shell):
+            return CprctlResult(exitStatus: 0, output: CompletionScript.text(for: shell))
         }
     }
 

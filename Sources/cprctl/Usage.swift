@@ -5,7 +5,8 @@ enum Usage {
         """
         Usage: cprctl COMMAND [OPTIONS]
 
-        Controls a running cprvmm VM through its QMP socket.
+        Controls running cprvmm VMs through their QMP sockets and attaches to their serial
+        consoles.
 
         Commands:
           status [NAME | --socket PATH] [--json] [--timeout SECONDS]
@@ -37,6 +38,23 @@ enum Usage {
           cont [NAME | --socket PATH] [--timeout SECONDS]
                               Pause the guest's vCPUs and devices, or let them run again
                               (QMP stop and cont); prints the run state afterwards.
+          console [NAME | --socket PATH]
+                              Attach this terminal to the VM's serial console, the socket
+                              <dir>/NAME/console.sock (--socket gives the console socket's
+                              path), which cprvmm serves when started with
+                              -serial unix:PATH,server=on,wait=off. Ctrl-] leaves (exit 0).
+                              On a terminal every key goes to the guest as typed, Ctrl-C
+                              too (raw mode, restored however cprctl ends). Without one,
+                              stdin goes to the guest and its output to stdout until the
+                              VM closes the console (then exit 0) or a Ctrl-] byte comes;
+                              at the end of stdin cprctl shuts down its sending side and
+                              prints on, but cprvmm, like QEMU, then closes the console.
+                              cprvmm serves one console client at a time and disconnects
+                              any other at once (cprctl then says so and exits 1); the
+                              client stays connected across a live update.
+          completion bash     Print a bash completion script for cprctl: commands, their
+                              options and the VM names in <dir>. Install it as
+                              /usr/share/bash-completion/completions/cprctl, or source it.
           help                Show this help.
 
         Options:
@@ -48,8 +66,9 @@ enum Usage {
           $\(RuntimeDirectory.environmentVariable) if set, else \(RuntimeDirectory.defaultBase).
           Without NAME or --socket, cprctl uses the only VM found in <dir>.
 
-        Exit status: 0 on success, 1 on any error (including a wrong command line),
-        with a one-line message on stderr starting with "cprctl: ".
+        Exit status:
+          0 on success, 1 on any error (including a wrong command line), with a one-line
+          message on stderr starting with "cprctl: ".
         """
     }
 

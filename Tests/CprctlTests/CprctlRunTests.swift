@@ -10,7 +10,7 @@ import Testing
         #expect(result.exitStatus == 0)
         #expect(result.output.hasPrefix("Usage: cprctl COMMAND [OPTIONS]\n"))
         #expect(result.output.contains("status [NAME | --socket PATH] [--json]"))
-        #expect(result.output.contains("Exit status: 0 on success, 1 on any error"))
+        #expect(result.output.contains("Exit status:\n  0 on success, 1 on any error"))
         #expect(result.errorOutput == "")
     }
 
