@@ -24,6 +24,9 @@
 // selects a benchmark instead: 4 KiB random reads or writes over the whole disk, or 1 MiB
 // sequential ones, unchecked.
 //
+// With a virtio-net NIC (BI_NET_BAR), vCPU 0 also answers ARP, ICMP echo and UDP echo at
+// BI_NET_IP (builtin_guest_net.inc); every 1000th tick line adds frames in and replies out.
+//
 // The code is position-independent (no absolute relocations): the only absolute addresses
 // are the fixed guest-physical ones from guest_layout.h.
 
@@ -41,6 +44,12 @@
 #define SHARED_RX_BUF (GUEST_SHARED_DATA + 0x40)
 #define SHARED_DISK_WINDOW_WORST (GUEST_SHARED_DATA + 0x80)  // longest request (us) since the last counters line
 #define SHARED_DISK_RANDOM (GUEST_SHARED_DATA + 0x88)        // xorshift state of the random benchmark modes
+#define SHARED_NET_STATE (GUEST_SHARED_DATA + 0x98)     // 0 no NIC, 1 running
+#define SHARED_NET_RX_USED (GUEST_SHARED_DATA + 0xa0)   // receive completions taken
+#define SHARED_NET_RX_AVAIL (GUEST_SHARED_DATA + 0xa8)  // receive buffers made available
+#define SHARED_NET_TX_AVAIL (GUEST_SHARED_DATA + 0xb0)  // frames made available for transmit
+#define SHARED_NET_MAC (GUEST_SHARED_DATA + 0xb8)       // 6 bytes, from the device's configuration
+#define SHARED_NET_LINK (GUEST_SHARED_DATA + 0xe0)      // the link status last seen: 1 up, 0 down
 #define RX_MAX 64
 #define SHARED_OUT_BUF (GUEST_SHARED_DATA + 0x100)
 #define LAPIC_BASE 0xfee00000
@@ -203,6 +212,7 @@ bsp_main:
     mov $msg_ready_len, %ecx
     call serial_write
     call disk_init
+    call net_init
     call reset_cursor
     // ticks are paced by the TSC: period = tsc_khz cycles = 1 ms
     mov GUEST_BOOT_INFO + BI_TSC_KHZ, %rax
@@ -232,6 +242,7 @@ bsp_loop:
     dec %ecx
     jnz 1b
 2:  call disk_step
+    call net_step
     rdtsc
     shl $32, %rdx
     or %rdx, %rax
@@ -273,6 +284,7 @@ tick:
     testq $7, ST_TICKS(%r14)
     jnz 4f
     call poll_input
+    call net_link_check
 4:
     mov $SHARED_OUT_BUF, %rdi
     lea msg_tick(%rip), %rsi
@@ -310,7 +322,19 @@ tick:
     mov SHARED_DISK_WINDOW_WORST, %rax
     movq $0, SHARED_DISK_WINDOW_WORST
     call put_decimal
-5:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+5:  cmpq $0, SHARED_NET_STATE
+    je 6f
+    lea msg_net_in(%rip), %rsi
+    mov $msg_net_in_len, %ecx
+    rep movsb
+    mov GUEST_NET_FRAMES_IN, %rax
+    call put_decimal
+    lea msg_net_out(%rip), %rsi
+    mov $msg_net_out_len, %ecx
+    rep movsb
+    mov GUEST_NET_FRAMES_OUT, %rax
+    call put_decimal
+6:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
     jbe 2f
     lea msg_cpu1(%rip), %rsi
     mov $msg_cpu1_len, %ecx
@@ -872,6 +896,8 @@ disk_fail:
     stc
     ret
 
+#include "builtin_guest_net.inc"
+
 // ---- other vCPUs: wait for the fill, then count the ticks vCPU 0 announces.
 ap_main:
 1:  pause
@@ -938,6 +964,22 @@ msg_disk_unknown: .ascii "a completion names a request that was not made"
     .set msg_disk_unknown_len, . - msg_disk_unknown
 msg_disk_status: .ascii "the device failed a request"
     .set msg_disk_status_len, . - msg_disk_status
+msg_net_ready: .ascii "net: virtio-net ready, answering ARP, ICMP echo and UDP echo (port 7) at "
+    .set msg_net_ready_len, . - msg_net_ready
+msg_net_refused: .ascii "net: the virtio-net device refused the driver; no network responder\n"
+    .set msg_net_refused_len, . - msg_net_refused
+msg_net_malformed: .ascii "net: malformed frame of "
+    .set msg_net_malformed_len, . - msg_net_malformed
+msg_net_bytes: .ascii " bytes\n"
+    .set msg_net_bytes_len, . - msg_net_bytes
+msg_net_link_down: .ascii "net: link down\n"
+    .set msg_net_link_down_len, . - msg_net_link_down
+msg_net_link_up: .ascii "net: link up\n"
+    .set msg_net_link_up_len, . - msg_net_link_up
+msg_net_in: .ascii " net-in "
+    .set msg_net_in_len, . - msg_net_in
+msg_net_out: .ascii " net-out "
+    .set msg_net_out_len, . - msg_net_out
 
 cprvmm_builtin_guest_end:
     .section .note.GNU-stack, "", @progbits

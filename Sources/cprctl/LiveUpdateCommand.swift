@@ -88,6 +88,8 @@ enum LiveUpdateCommand {
         var generation: Int64
         var updates: Int
         var migrationError: String?
+        /// Updates the running image refused or failed; nil from a cprvmm older than the count.
+        var failures: Int64?
     }
 
     private static func snapshot(_ path: String) throws -> Snapshot {
@@ -97,7 +99,8 @@ enum LiveUpdateCommand {
         let migration = try client.execute("query-migrate")
         return Snapshot(
             status: status, generation: status["update-generation"]?.intValue ?? 0,
-            updates: status["updates"]?.arrayValue?.count ?? 0, migrationError: migration["error-desc"]?.stringValue)
+            updates: status["updates"]?.arrayValue?.count ?? 0, migrationError: migration["error-desc"]?.stringValue,
+            failures: status["update-failures"]?.intValue)
     }
 
     /// Polls until the generation grows (success), a rollback is recorded, or the old image
@@ -120,7 +123,8 @@ enum LiveUpdateCommand {
             if now.updates > before.updates, let last = now.status["updates"]?.arrayValue?.last {
                 return .failure("live update failed: \(last["result"]?.stringValue ?? "unknown reason"); the VM runs on the previous binary")
             }
-            if let error = now.migrationError, error != before.migrationError {
+            // A failure with the same reason as the one before is still a new one: the count says so.
+            if let error = now.migrationError, error != before.migrationError || (now.failures ?? 0) > (before.failures ?? 0) {
                 return .failure("live update failed: \(error); the VM runs on the previous binary")
             }
         }

@@ -71,6 +71,23 @@ extension VirtualMachines {
             #expect(vm.process.waitForExit(timeout: 10) != nil)
         }
 
+        @Test("cprctl update reports a refusal at once each time, also when it repeats the one before")
+        func repeatedRefusals() throws {
+            let vm = try LU.start()
+            defer { _ = vm.process.terminate() }
+            // Answers the probe with a refusal (it knows no such option): the same reason twice.
+            let refuses = try Self.script("exec \(Binaries.cprvmm) -bogus \"$@\"")
+            defer { unlink(refuses) }
+            let cprctl = Binaries.directory.appendingPathComponent("cprctl").path
+            for attempt in 1...2 {
+                let started = Date()
+                let result = try runTool(cprctl, ["update", "--socket", vm.qmp, "--binary", refuses, "--timeout", "120"])
+                #expect(result.status == 1)
+                #expect(result.output.contains("live update failed: cpr-exec-command:"), "attempt \(attempt): \(result.output)")
+                #expect(Date().timeIntervalSince(started) < 60, "attempt \(attempt): cprctl waited for its timeout")
+            }
+        }
+
         @Test("the probe goes through a prefix command, and --cpr-probe itself starts no VM")
         func probeThroughPrefix() throws {
             let direct = try runCprvmm(["-m", "16", "--cpr-probe"])

@@ -95,8 +95,7 @@ private func failure(_ line: String) -> String? {
     }
 
     @Test(arguments: [
-        "-chardev", "-mon", "-daemonize", "-cdrom", "-netdev",
-        "-nic", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
+        "-chardev", "-mon", "-daemonize", "-cdrom", "-net", "-cpu", "-append", "-initrd", "-d", "-D", "-hda", "-vnc", "-vga", "-numa", "-mem-path",
     ])
     func unsupportedQEMUOptionsAreRefused(option: String) {
         #expect(failure([option, "x"]) == "\(option): not supported by this cprvmm version")
@@ -108,7 +107,7 @@ private func failure(_ line: String) -> String? {
         #expect(try config("-device isa-debug-exit").debugExit == DebugExitConfig())
         let moved = try #require(try config("-device isa-debug-exit,iobase=0xf4,iosize=0x04,id=dbg").debugExit)
         #expect(moved.ioBase == 0xF4 && moved.ioSize == 4)
-        #expect(failure("-device e1000,netdev=n0") == "-device e1000,netdev=n0: device 'e1000' is not supported by this cprvmm version (the devices are virtio-blk-pci and isa-debug-exit)")
+        #expect(failure("-device e1000,netdev=n0") == "-device e1000,netdev=n0: device 'e1000' is not supported by this cprvmm version (the devices are virtio-blk-pci, virtio-net-pci and isa-debug-exit)")
         #expect(failure("-device iobase=1") == "-device iobase=1: missing device driver (as in -device isa-debug-exit)")
         #expect(failure("-device isa-debug-exit,iobase=0x10000") == "-device isa-debug-exit,iobase=0x10000: invalid iobase '0x10000' (use a port number from 0 to 0xffff)")
         #expect(failure("-device isa-debug-exit,iosize=0") == "-device isa-debug-exit,iosize=0: invalid iosize '0' (use 1 to 4 ports)")
@@ -580,8 +579,8 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-builtin-guest fill=-1") == "-builtin-guest fill=-1: invalid fill '-1' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest fill=50%") == "-builtin-guest fill=50%: invalid fill '50%' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest mode=idle") == "-builtin-guest mode=idle: invalid mode 'idle' (use sleep or spin)")
-        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode, disk)")
-        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode, disk)")
+        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode, disk, ip)")
+        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode, disk, ip)")
         #expect(failure("-builtin-guest disk=fast") == "-builtin-guest disk=fast: invalid disk 'fast' (use check, randread, randwrite, seqread or seqwrite)")
     }
 
@@ -642,7 +641,7 @@ private func failure(_ line: String) -> String? {
             "-object memory-backend-ram", "-serial ", "-display none", "-nographic", "-kernel ", "-bios ",
             "-builtin-guest ", "memfd-alloc=on|off", "memory-backend=id", "unix:path,server=on,wait=off",
             "file:path", "mode=sleep|spin", "-debugcon ", "-global isa-debugcon.iobase=", "-drive file=", "-blockdev driver=file",
-            "-device virtio-blk-pci", "-boot order=c", "-log-level ",
+            "-device virtio-blk-pci", "-boot order=c", "-log-level ", "-netdev tap", "-nic tap", "-device virtio-net-pci",
         ] {
             #expect(Usage.text.contains(option), "missing \(option)")
         }
@@ -652,6 +651,41 @@ private func failure(_ line: String) -> String? {
         for line in Usage.text.split(separator: "\n") {
             #expect(line.count <= 100, "too long: \(line)")
         }
+    }
+}
+
+// MARK: - NICs
+
+@Suite struct NetOptionTests {
+    @Test func netdevAndDevice() throws {
+        // The device may come first, as in QEMU; disks take their slots first.
+        let parsed = try config("-device virtio-net-pci,netdev=n0,id=nic0,mac=02:00:00:aa:bb:cc -netdev tap,id=n0,ifname=tap0,script=no,downscript=no,vnet_hdr=off -drive file=/d,if=virtio")
+        let nic = try #require(parsed.nics.first)
+        #expect(nic.id == "nic0" && nic.mac == [2, 0, 0, 0xaa, 0xbb, 0xcc] && nic.slot == 3)
+        #expect(nic.netdev == NetdevConfig(id: "n0", source: .name("tap0"), vnetHeader: false))
+        let two = try config("-nic tap,ifname=a -nic tap,fd=5,model=virtio").nics
+        #expect(two.map(\.mac) == [VirtioNetConfig.defaultMAC(0), VirtioNetConfig.defaultMAC(1)], "QEMU's MACs, one per NIC")
+        #expect(two.map(\.netdev.source) == [.name("a"), .fd(5)])
+        #expect(two.map(\.slot) == [2, 3])
+        #expect(try config("-netdev tap,id=n0,fd=7 -device virtio-net-pci,netdev=n0,addr=0x9").nics.first?.slot == 9)
+        #expect(try config("-builtin-guest ip=192.168.7.2").builtinGuest.ip == [192, 168, 7, 2])
+    }
+
+    @Test func errors() {
+        #expect(failure("-netdev user,id=n0") == "-netdev user,id=n0: netdev type 'user' is not supported by this cprvmm version (tap only: a TAP interface the host bridges or routes)")
+        #expect(failure("-netdev tap,id=n0,vhost=on") == "-netdev tap,id=n0,vhost=on: vhost=on is not supported: cprvmm serves the rings itself (its device thread), so that they cross live updates with nothing lost; use vhost=off")
+        #expect(failure("-netdev tap,id=n0,script=/etc/qemu-ifup") == "-netdev tap,id=n0,script=/etc/qemu-ifup: script=/etc/qemu-ifup is not supported: cprvmm runs no scripts (set the tap up beforehand, then use script=no)")
+        #expect(failure("-netdev tap,id=n0,queues=4") == "-netdev tap,id=n0,queues=4: queues=4 is not supported by this cprvmm version (one queue pair per NIC: queues=1)")
+        #expect(failure("-netdev tap,id=n0,ifname=a,fd=3") == "-netdev tap,id=n0,ifname=a,fd=3: ifname= and fd= exclude each other (fd= is a tap opened by the caller)")
+        #expect(failure("-netdev tap,id=n0,fd=1") == "-netdev tap,id=n0,fd=1: invalid fd '1' (the number of an open tap fd, above 2)")
+        #expect(failure("-netdev tap,id=n0") == "-netdev tap,id=n0: defined but not used (add -device virtio-net-pci,netdev=n0)")
+        #expect(failure("-device virtio-net-pci,netdev=x") == "-device virtio-net-pci,netdev=x: no netdev with id 'x' (define it with -netdev tap,id=x,...)")
+        #expect(failure("-nic tap,model=e1000") == "-nic tap,model=e1000: model=e1000 is not supported (cprvmm's NICs are virtio-net-pci)")
+        #expect(failure("-nic tap,mac=01:00:00:00:00:01") == "-nic tap,mac=01:00:00:00:00:01: mac 01:00:00:00:00:01 is a multicast address (the first byte must be even)")
+        #expect(failure("-nic tap,mac=52:54:00:12:34") == "-nic tap,mac=52:54:00:12:34: invalid mac '52:54:00:12:34' (six hex bytes, as in 52:54:00:12:34:56)")
+        #expect(failure("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0,romfile=efi-virtio.rom") == "-device virtio-net-pci,netdev=n0,romfile=efi-virtio.rom: romfile=efi-virtio.rom: option ROMs are not supported by this cprvmm version (use romfile= for none)")
+        #expect(failure("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0 -device virtio-net-pci,netdev=n0") == "-device virtio-net-pci,netdev=n0: netdev 'n0' is already used by -device virtio-net-pci,netdev=n0")
+        #expect(failure("-builtin-guest ip=10.0.2") == "-builtin-guest ip=10.0.2: invalid ip '10.0.2' (an IPv4 address, as in 10.0.2.15)")
     }
 }
 

@@ -42,7 +42,9 @@
 #define BI_DISK_SECTORS 184            // its capacity in 512-byte sectors
 #define BI_DISK_READ_ONLY 192          // 1 when the drive is read-only
 #define BI_DISK_MODE 200               // 0 write and check; 1 randread, 2 randwrite, 3 seqread, 4 seqwrite
-#define BI_SIZE 208
+#define BI_NET_BAR 208                 // built-in guest: the first virtio-net's BAR4 (0: no NIC)
+#define BI_NET_IP 216                  // its IPv4 address, 4 bytes in network order
+#define BI_SIZE 224
 
 // Status record fields (u64), vCPU i at GUEST_STATUS + i * GUEST_STATUS_STRIDE.
 #define ST_HEARTBEAT 0                 // advanced on every pass of the guest's main loop
@@ -59,6 +61,15 @@
 #define GUEST_DISK_BAR4 0xe0000000     // where the VMM places the disk's BARs for the built-in guest
 #define GUEST_DISK_BAR1 0xe0010000
 #define GUEST_DISK_INTERRUPTS (GUEST_SHARED_DATA + 0x90)  // u64: disk MSI-X interrupts taken (sleep mode)
+
+// The built-in guest's virtio-net queues and buffers, and its counters (u64) for the host.
+#define GUEST_NET_AREA 0x600000
+#define GUEST_NET_BAR4 0xe0020000      // where the VMM places the NIC's BARs for the built-in guest
+#define GUEST_NET_BAR1 0xe0030000
+#define GUEST_NET_FRAMES_IN (GUEST_SHARED_DATA + 0xc0)   // frames received
+#define GUEST_NET_FRAMES_OUT (GUEST_SHARED_DATA + 0xc8)  // replies sent (ARP, ICMP echo, UDP echo)
+#define GUEST_NET_MALFORMED (GUEST_SHARED_DATA + 0xd0)   // malformed frames seen
+#define GUEST_NET_TX_DROPPED (GUEST_SHARED_DATA + 0xd8)  // replies not sent: every transmit slot busy
 
 // Built-in guest blob header: u32 fields at the start of the blob.
 #define BG_MAGIC_VALUE 0x47525043      // "CPRG"

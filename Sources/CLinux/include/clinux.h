@@ -83,4 +83,22 @@ int clinux_pidfd_open(pid_t pid);
 // The pid of the process at the other end of a connected UNIX socket (SO_PEERCRED; struct
 // ucred sits behind _GNU_SOURCE), in the caller's pid namespace. Returns it, or -errno.
 pid_t clinux_peer_pid(int fd);
+
+// TAP devices (/dev/net/tun), for -netdev tap (tap.c). Each returns 0 (or an fd) or -errno.
+// Flags, as <linux/if_tun.h> has them.
+static const int CLINUX_IFF_TAP = 0x0002;
+static const int CLINUX_IFF_NO_PI = 0x1000;
+static const int CLINUX_IFF_VNET_HDR = 0x4000;
+static const int CLINUX_IFF_MULTI_QUEUE = 0x0100;
+static const unsigned CLINUX_TUN_F_CSUM = 0x01, CLINUX_TUN_F_TSO4 = 0x02, CLINUX_TUN_F_TSO6 = 0x04,
+    CLINUX_TUN_F_TSO_ECN = 0x08, CLINUX_TUN_F_UFO = 0x10;
+// Opens /dev/net/tun (non-blocking, close-on-exec) and attaches it to the TAP interface `name`
+// (created if missing; "" lets the kernel pick), with `flags` (IFF_*: IFF_TAP|IFF_NO_PI is
+// added). The interface's name is written to name_out (16 bytes).
+int clinux_tap_open(const char *name, int flags, char name_out[16]);
+// What an fd passed in by the caller is (TUNGETIFF): its interface name and IFF_* flags.
+int clinux_tap_info(int fd, char name_out[16], int *flags_out);
+// TUNSETVNETHDRSZ and TUNSETOFFLOAD.
+int clinux_tap_set_vnet_header_size(int fd, int size);
+int clinux_tap_set_offload(int fd, unsigned flags);
 #endif

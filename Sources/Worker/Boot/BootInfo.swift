@@ -15,6 +15,9 @@ struct BootInfo {
     var diskSectors: UInt64 = 0
     var diskReadOnly = false
     var diskMode: UInt64 = 0
+    /// The built-in guest's NIC: BAR4 address (0: none) and the responder's IPv4 address.
+    var netBar: UInt64 = 0
+    var netIP: [UInt8] = [0, 0, 0, 0]
 
     func write(into memory: GuestMemory) throws(GuestMemoryError) {
         let base = GuestAddress(UInt64(GUEST_BOOT_INFO))
@@ -36,6 +39,8 @@ struct BootInfo {
         try put(diskSectors, BI_DISK_SECTORS)
         try put(diskReadOnly ? 1 : 0, BI_DISK_READ_ONLY)
         try put(diskMode, BI_DISK_MODE)
+        try put(netBar, BI_NET_BAR)
+        try memory.write(netIP, at: base.adding(UInt64(BI_NET_IP))!)
         try put(UInt64(fillRanges.count), BI_FILL_COUNT)
         for (i, range) in fillRanges.enumerated() {
             try put(range.start, BI_FILL_RANGES + Int32(i * 16))

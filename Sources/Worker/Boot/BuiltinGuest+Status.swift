@@ -20,6 +20,15 @@ extension Machine {
             status["disk-errors"] = field(ST_DISK_ERRORS)
             status["disk-interrupts"] = .int(Int64(bitPattern: (try? memory.guest.load(UInt64.self, at: GuestAddress(UInt64(GUEST_DISK_INTERRUPTS)))) ?? 0))
         }
+        if !nics.isEmpty {
+            func shared(_ address: Int32) -> JSONValue {
+                .int(Int64(bitPattern: (try? memory.guest.load(UInt64.self, at: GuestAddress(UInt64(address)))) ?? 0))
+            }
+            status["net-in"] = shared(GUEST_NET_FRAMES_IN)
+            status["net-out"] = shared(GUEST_NET_FRAMES_OUT)
+            status["net-malformed"] = shared(GUEST_NET_MALFORMED)
+            status["net-tx-dropped"] = shared(GUEST_NET_TX_DROPPED)
+        }
         return status
     }
 }

@@ -77,16 +77,18 @@ extension CommandLineParser.ParseState {
             guard let index = Int(text), index >= 0 else { throw CommandLineError("\(context): invalid bootindex '\(text)' (use a number from 0)") }
             device.bootIndex = index
         }
-        if let text = list["addr"] {
-            // QEMU's SLOT[.FUNCTION]; only function 0.
-            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count <= 2, let slot = UInt8(parts[0].hasPrefix("0x") ? String(parts[0].dropFirst(2)) : String(parts[0]), radix: 16),
-                  (2...31).contains(slot), parts.count == 1 || parts[1] == "0" else {
-                throw CommandLineError("\(context): invalid addr '\(text)' (use a slot from 0x2 to 0x1f; slots 0 and 1 hold the chipset)")
-            }
-            device.slot = slot
-        }
+        if let text = list["addr"] { device.slot = try pciSlot(text, context: context) }
         diskDevices.append(device)
+    }
+
+    /// QEMU's `addr=SLOT[.FUNCTION]` on bus 0; only function 0.
+    func pciSlot(_ text: String, context: String) throws(CommandLineError) -> UInt8 {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let slot = UInt8(parts[0].hasPrefix("0x") ? String(parts[0].dropFirst(2)) : String(parts[0]), radix: 16),
+              (2...31).contains(slot), parts.count == 1 || parts[1] == "0" else {
+            throw CommandLineError("\(context): invalid addr '\(text)' (use a slot from 0x2 to 0x1f; slots 0 and 1 hold the chipset)")
+        }
+        return slot
     }
 
     /// `-boot order=c[,menu=off][,strict=on|off]`: cprvmm boots from its disks only.
@@ -129,7 +131,7 @@ extension CommandLineParser.ParseState {
     /// Binds each virtio-blk-pci to its drive and gives it a slot; called by `finish`.
     mutating func bindDisks() throws(CommandLineError) {
         var used: [String: String] = [:]
-        var taken = Set(diskDevices.compactMap(\.slot))
+        var taken = Set(diskDevices.compactMap(\.slot)).union(nicDevices.compactMap(\.slot))
         var nextSlot: UInt8 = 2
         for device in diskDevices {
             guard let drive = drives[device.drive]?.drive else {

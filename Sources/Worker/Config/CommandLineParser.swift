@@ -76,7 +76,7 @@ public enum CommandLineParser {
 
     enum Option: String {
         case name, m, smp, machine, M, object, serial, kernel, bios, accel, display, qmp, monitor, S, incoming, device
-        case debugcon, global, drive, blockdev, boot
+        case debugcon, global, drive, blockdev, boot, netdev, nic
         case logLevel = "log-level"
         case builtinGuest = "builtin-guest"
         case enableKVM = "enable-kvm"
@@ -88,7 +88,7 @@ public enum CommandLineParser {
         var takesArgument: Bool {
             switch self {
             case .name, .m, .smp, .machine, .M, .object, .serial, .kernel, .bios, .accel, .display, .builtinGuest, .qmp, .monitor,
-                .incoming, .device, .debugcon, .global, .drive, .blockdev, .boot, .logLevel:
+                .incoming, .device, .debugcon, .global, .drive, .blockdev, .boot, .logLevel, .netdev, .nic:
                 return true
             case .enableKVM, .nodefaults, .noUserConfig, .nographic, .S, .h, .help, .version:
                 return false
@@ -114,7 +114,7 @@ public enum CommandLineParser {
         "hda", "hdb", "hdc", "hdd", "cdrom", "fda", "fdb", "mtdblock", "sd",
         "snapshot", "fsdev", "virtfs", "virtfs_synth", "iscsi",
         // Network and other devices
-        "netdev", "nic", "net", "usb", "usbdevice", "parallel",
+        "net", "usb", "usbdevice", "parallel",
         "virtioconsole", "tpmdev", "audio", "audiodev", "soundhw", "bt",
         // Display and input
         "vga", "vnc", "spice", "sdl", "curses", "full-screen", "g", "k", "no-frame", "alt-grab",
@@ -142,6 +142,9 @@ public enum CommandLineParser {
         /// Drives by id (-drive, -blockdev) with the option that defined each.
         var drives: [String: (drive: DriveConfig, context: String)] = [:]
         var diskDevices: [DiskDevice] = []
+        /// Netdevs by id (-netdev, -nic) with the option that defined each.
+        var netdevs: [String: (netdev: NetdevConfig, context: String)] = [:]
+        var nicDevices: [NicDevice] = []
 
         mutating func apply(_ option: Option, spelling: String, value: String) throws(CommandLineError) {
             let context = value.isEmpty ? "\(spelling) ''" : "\(spelling) \(value)"
@@ -240,7 +243,14 @@ public enum CommandLineParser {
                 biosOption = context
 
             case .builtinGuest:
-                let list = try options(value, impliedKey: nil, keys: ["fill", "mode", "disk"], context: context)
+                let list = try options(value, impliedKey: nil, keys: ["fill", "mode", "disk", "ip"], context: context)
+                if let ip = list["ip"] {
+                    let parts = ip.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
+                    guard parts.count == 4, ip.split(separator: ".", omittingEmptySubsequences: false).count == 4 else {
+                        throw CommandLineError("\(context): invalid ip '\(ip)' (an IPv4 address, as in 10.0.2.15)")
+                    }
+                    config.builtinGuest.ip = parts
+                }
                 if let fill = list["fill"] {
                     let range = BuiltinGuestConfig.fillPercentRange
                     guard let percent = decimal(fill), range.contains(percent) else {
@@ -278,6 +288,10 @@ public enum CommandLineParser {
                 try addBlockdev(value, context: context)
             case .boot:
                 try setBoot(value, context: context)
+            case .netdev:
+                try addNetdev(value, context: context)
+            case .nic:
+                try addNic(value, context: context)
 
             case .debugcon:
                 switch value {
@@ -360,6 +374,7 @@ public enum CommandLineParser {
                 }
             }
             try bindDisks()
+            try bindNICs()
             for (backend, option) in zip(config.memoryBackends, backendOptions) where backend.id != config.memoryBackendID {
                 throw CommandLineError(
                     "\(option): defined but not used (cprvmm uses a memory backend only as guest RAM: add -machine memory-backend=\(backend.id))")
@@ -547,8 +562,9 @@ public enum CommandLineParser {
             let driver = value.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             guard !driver.isEmpty, !driver.contains("=") else { throw CommandLineError("\(context): missing device driver (as in -device isa-debug-exit)") }
             if driver == "virtio-blk-pci" { return try addVirtioBlockDevice(value, context: context) }
+            if driver == "virtio-net-pci" { return try addVirtioNetDevice(value, context: context) }
             guard driver == "isa-debug-exit" else {
-                throw CommandLineError("\(context): device '\(driver)' is not supported by this cprvmm version (the devices are virtio-blk-pci and isa-debug-exit)")
+                throw CommandLineError("\(context): device '\(driver)' is not supported by this cprvmm version (the devices are virtio-blk-pci, virtio-net-pci and isa-debug-exit)")
             }
             let list = try options(value, impliedKey: "driver", keys: ["driver", "iobase", "iosize", "id"], context: context)
             if let debugExitOption {

@@ -45,6 +45,8 @@ public struct MachineConfig: Equatable, Sendable {
     public var debugconIOBase: UInt16 = 0x402
     /// `-device virtio-blk-pci` and `-drive if=virtio` disks, in command-line order.
     public var disks: [VirtioBlockConfig] = []
+    /// `-device virtio-net-pci` and `-nic tap` NICs, in command-line order.
+    public var nics: [VirtioNetConfig] = []
 
     public init() {}
 
@@ -149,6 +151,8 @@ public struct BuiltinGuestConfig: Equatable, Sendable {
     public var fillPercent: Int = 25
     public var mode: Mode = .sleep
     public var disk: DiskMode = .check
+    /// The network responder's IPv4 address (`ip=`), with a NIC: QEMU's user-network guest address.
+    public var ip: [UInt8] = [10, 0, 2, 15]
 
     public static let fillPercentRange = 0...90
 

@@ -67,6 +67,18 @@ public enum Usage {
                         iosize=2; absent unless given)
         -device virtio-blk-pci,drive=id[,id=id][,bootindex=n][,addr=slot]
                         a virtio disk (modern virtio-pci, MSI-X) on the drive named id
+        -device virtio-net-pci,netdev=id[,mac=52:54:00:12:34:56][,id=id][,addr=slot]
+                        a virtio NIC on the -netdev named id (checksum and segmentation
+                        offloads, mergeable receive buffers, control queue for the receive
+                        filter); the default MACs are QEMU's, one per NIC
+
+        Network options (a live update keeps the tap open and loses no frame):
+        -netdev tap,id=id[,ifname=name|fd=n][,script=no][,downscript=no][,vnet_hdr=on|off]
+                        a TAP interface: opened (or created) by name, or an fd the caller
+                        opened, as libvirt passes it; cprvmm runs no scripts, has no
+                        vhost (it serves the rings itself) and one queue pair
+        -nic tap,[netdev options][,mac=mac][,model=virtio-net-pci]
+                        a -netdev and its virtio-net-pci NIC in one option
 
         Block device options (raw images; a live update keeps them open):
         -drive file=path[,format=raw][,if=virtio|none][,readonly=on|off]
@@ -102,7 +114,8 @@ public enum Usage {
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
                         entry contract in docs/guest.md)
         -bios file      boot this firmware image (not with -kernel)
-        -builtin-guest [fill=pct][,mode=sleep|spin][,disk=check|randread|randwrite|seqread|seqwrite]
+        -builtin-guest [fill=pct][,mode=sleep|spin][,ip=addr]
+                       [,disk=check|randread|randwrite|seqread|seqwrite]
                         set up cprvmm's built-in guest, which runs when neither -kernel nor
                         -bios is given: it fills pct% of guest RAM (0 to 90, default=25)
                         with a pattern, prints 'tick N' about every millisecond and keeps
@@ -110,7 +123,9 @@ public enum Usage {
                         tick (default, cheap on host CPU), mode=spin busy-loops (benchmarks);
                         with a virtio disk it writes numbered 4 KiB blocks over its first
                         MiB and checks them (disk=check, default), or benchmarks it:
-                        disk=randread|randwrite (4 KiB), seqread|seqwrite (1 MiB)
+                        disk=randread|randwrite (4 KiB), seqread|seqwrite (1 MiB);
+                        with a NIC it answers ARP, ICMP echo and UDP echo (port 7) at its
+                        IPv4 address ip= (default 10.0.2.15)
 
         """
 }

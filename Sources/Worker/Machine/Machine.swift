@@ -59,6 +59,9 @@ public final class Machine {
     var updateGeneration: UInt64 = 0
     var updateHistory: [CPRState.Update] = []
     var liveUpdateInfo: JSONObject?
+    /// Live updates this image refused or failed (the VM stayed on it), so that a client can
+    /// tell a new failure from an earlier one with the same reason.
+    var liveUpdateFailures = 0
     /// The MSRs a save reads (Machine+State), fetched once.
     var msrIndexList: [UInt32]?
     /// Teardown holders and vCPU bridges of live updates, reaped on SIGCHLD.
@@ -158,6 +161,7 @@ public final class Machine {
             ramRanges: memory.ramRanges, ramSize: config.ramSize, cpus: config.smp,
             reserved: [(Machine.identityMapAddress, 0x4000)], bootOrder: Machine.bootOrder(config.disks)))
         try createDisks(on: chipset.bus)
+        try createNICs(on: chipset.bus)
     }
 
     /// A system reset is not implemented yet: the VM ends, as QEMU's `-no-reboot` makes it.
@@ -225,6 +229,11 @@ public final class Machine {
                     info.diskSectors = disk.image.size / BlockImage.sectorSize
                     info.diskReadOnly = disk.image.readOnly
                     info.diskMode = config.builtinGuest.disk.bootInfoValue
+                }
+                if let nic = nics.first {
+                    nic.placeForBuiltinGuest()
+                    info.netBar = UInt64(GUEST_NET_BAR4)
+                    info.netIP = config.builtinGuest.ip
                 }
             }
             try info.write(into: memory.guest)

@@ -49,3 +49,17 @@ extension HumanMonitor {
         return String(repeating: " ", count: max(0, width - text.count)) + text
     }
 }
+
+extension HumanMonitor {
+    /// QEMU's `info network` layout: the NIC, then its backend indented under it.
+    static func describeNetwork(_ nics: [JSONValue]) -> String {
+        nics.map { nic in
+            let backend = nic["backend"]
+            let link = nic["link-up"]?.boolValue == false ? " (link down)" : ""
+            var text = "\(nic["id"]?.stringValue ?? "?"): index=0,type=nic,model=virtio-net-pci,macaddr=\(nic["mac"]?.stringValue ?? "?")\(link)\n"
+            text += " \\ \(backend?["id"]?.stringValue ?? "?"): index=0,type=tap,ifname=\(backend?["ifname"]?.stringValue ?? "?"),vnet_hdr=\(backend?["vnet-hdr"]?.boolValue == true ? "on" : "off")\n"
+            text += "   rx \(nic["rx-packets"]?.intValue ?? 0) packets (\(nic["rx-dropped"]?.intValue ?? 0) dropped), tx \(nic["tx-packets"]?.intValue ?? 0) packets (\(nic["tx-dropped"]?.intValue ?? 0) dropped)\n"
+            return text
+        }.joined()
+    }
+}

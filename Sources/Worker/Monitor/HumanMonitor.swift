@@ -14,6 +14,7 @@ struct HumanMonitor {
         ("migrate_incoming uri", "Continue an incoming migration from an -incoming defer"),
         ("migrate_set_parameter parameter value", "Set the parameter for migration (mode)"),
         ("quit|q", "quit the emulator"),
+        ("set_link name on|off", "change the link status of a network adapter"),
         ("stop|s", "stop emulation"),
     ]
 
@@ -23,6 +24,7 @@ struct HumanMonitor {
         ("info migrate", "show migration status"),
         ("info migrate_parameters", "show current migration parameters"),
         ("info name", "show the current VM name"),
+        ("info network", "show the network state"),
         ("info pci", "show PCI info"),
         ("info block", "show info of one block device or all block devices"),
         ("info status", "show the current VM status (running|paused)"),
@@ -69,6 +71,13 @@ struct HumanMonitor {
             return info(words.count > 1 ? words[1] : nil)
         case "stop", "s":
             machine.stopVM()
+            return ""
+        case "set_link":
+            guard words.count == 3, words[2] == "on" || words[2] == "off" else { return "Usage: set_link name on|off\n" }
+            guard let nic = machine.nics.first(where: { $0.id == words[1] || $0.config.netdev.id == words[1] }) else {
+                return "Error: Device '\(words[1])' not found\n"
+            }
+            nic.net.setLink(up: words[2] == "on")
             return ""
         case "cont", "c":
             do { try machine.continueVM() } catch { return "Error: \(error)\n" }
@@ -139,6 +148,8 @@ struct HumanMonitor {
             return HumanMonitor.describePCI(QMPCommands.pciDevices(machine))
         case "block":
             return HumanMonitor.describeBlock(machine.disks.map(QMPCommands.blockInfo))
+        case "network":
+            return HumanMonitor.describeNetwork(machine.nics.map(QMPCommands.nicInfo))
         case "migrate_parameters":
             return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\nx-cpr-exec-probe: \(machine.cprExecProbe ? "on" : "off")\n"
         case "memdev":

@@ -11,7 +11,7 @@ struct QMPCommand {
 }
 
 enum QMPCommands {
-    static let all: [QMPCommand] = core + migration + devices
+    static let all: [QMPCommand] = core + migration + devices + network
 
     static let core: [QMPCommand] = [
         QMPCommand(name: "qmp_capabilities", parameters: [.optional("enable", .array)]) { _, _ in
@@ -121,6 +121,7 @@ enum QMPCommands {
                 "serial": machine.serialSocketPath.map { .string($0) } ?? .null,
             ]),
             "update-generation": .int(Int64(machine.updateGeneration)),
+            "update-failures": .int(Int64(machine.liveUpdateFailures)),
             "updates": .array(machine.updateHistory.map(updateReport)),
             "arguments": .array(CommandLine.arguments.map { .string($0) }),
             "builtin-guest": machine.builtinGuestStatus.map { .object($0) } ?? .null,

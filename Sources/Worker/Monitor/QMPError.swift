@@ -6,6 +6,7 @@ struct QMPError: Error, Equatable {
         case genericError = "GenericError"
         case commandNotFound = "CommandNotFound"
         case deviceNotActive = "DeviceNotActive"
+        case deviceNotFound = "DeviceNotFound"
     }
 
     let errorClass: ErrorClass

@@ -58,6 +58,7 @@ extension Machine {
         liveUpdatePending = false
         Log.error("live update failed, the VM continues on this image: \(reason)")
         liveUpdateInfo = ["status": "failed", "error-desc": .string(reason)]
+        liveUpdateFailures += 1
         outgoingMigration = nil
         emit(.migration(status: MigrationStatus.failed.rawValue))
         Worker.notifyService(.ready(status: "\(serviceStatus), live update failed: \(reason)"))
@@ -85,6 +86,7 @@ extension Machine {
         } catch {
             Log.error("SIGHUP: live update refused: \(error)")
             liveUpdateInfo = ["status": "failed", "error-desc": .string("\(error)")]
+            liveUpdateFailures += 1
             // Type=notify-reload waits for RELOADING=1 then READY=1 after its signal.
             Worker.notifyService(.reloading(status: "live update refused"), .ready(status: "\(serviceStatus), live update refused: \(error)"))
         }

@@ -1,12 +1,12 @@
 /// Serving the queues, on the device thread (VirtioWorker).
 extension VirtioPciTransport {
     func processQueues() {
-        for queue in 0..<model.queueCount { process(queue) }
+        model.serviceQueues(self)
     }
 
     /// Takes requests until the ring is empty or a quiesce asks the thread to stop; a quiesce
     /// therefore waits for one request at most, and everything taken is completed.
-    private func process(_ index: Int) {
+    func process(_ index: Int) {
         guard var queue = lock.withLock({ registers.driverReady && registers.queues[index].ready ? registers.queues[index] : nil }) else { return }
         var wantsInterrupt = false
         var broken: String?

@@ -18,6 +18,18 @@ protocol VirtioDeviceModel: AnyObject {
     /// Serves one request and returns how many bytes it wrote into the chain's writable
     /// buffers. Errors of the request are the device's to report in the request's status.
     func serve(_ chain: Virtqueue.Chain, queue: Int, memory: GuestMemory) -> UInt32
+    /// Serves the queues on the device thread after a kick (or a wake-up of another fd the
+    /// device watches). Default: every queue's requests, by `serve`.
+    func serviceQueues(_ transport: VirtioPciTransport)
+    /// The driver set DRIVER_OK having accepted `features` (also after a state load).
+    func driverStarted(features: UInt64)
+}
+
+extension VirtioDeviceModel {
+    func serviceQueues(_ transport: VirtioPciTransport) {
+        for queue in 0..<queueCount { transport.process(queue) }
+    }
+    func driverStarted(features: UInt64) {}
 }
 
 /// virtio over PCI, modern interface (virtio 1.x, 4.1): common configuration, ISR, device
@@ -191,6 +203,7 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
             setIntx(false)
             worker.resume()
         case .started:
+            model.driverStarted(features: lock.withLock { registers.driverFeatures })
             worker.resume()
         case .invalidQueue(let why):
             errors.log("\(pciName): the guest enabled a queue that cannot work: \(why); the device needs a reset")

@@ -18,6 +18,8 @@ final class VirtioWorker {
     private var stopping = false
     private var running = false
     weak var transport: VirtioPciTransport?
+    /// Fds added with `addWatched` and whether they are watched now (device thread only).
+    private var watched: [Int32: Bool] = [:]
 
     init(queues: Int) throws {
         var fds: [Int32] = []
@@ -51,6 +53,26 @@ final class VirtioWorker {
     func start() throws {
         gate.withLock { running = true }
         try spawnDetachedThread { [self] in loop() }
+    }
+
+    /// Another fd whose readiness wakes the thread (a NIC's tap), watched from the start.
+    /// The thread does not read it: the device does, and turns the watch off with `watch`
+    /// while it cannot take more (level-triggered, it would wake the thread in a loop).
+    func addWatched(_ fd: Int32) throws {
+        var event = epoll_event()
+        event.events = CLINUX_EPOLLIN
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else { throw SystemError("epoll_ctl", errno: errno) }
+        watched[fd] = true
+    }
+
+    /// Turns the watch on an added fd on or off; called on the device thread.
+    func watch(_ fd: Int32, _ on: Bool) {
+        guard let current = watched[fd], current != on else { return }
+        var event = epoll_event()
+        event.events = on ? CLINUX_EPOLLIN : 0
+        event.data.fd = fd
+        if epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) == 0 { watched[fd] = on }
     }
 
     /// A kick that did not come through the ioeventfd (an MMIO exit).

@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+
+/// A private network namespace with a TAP interface, made and removed by the test: the VM's
+/// NIC and the host-side clients live there, never on the host's own network.
+final class NetNamespace {
+    static let ip = "/usr/sbin/ip"
+    static let available = getuid() == 0 && FileManager.default.isExecutableFile(atPath: ip) && access("/dev/net/tun", R_OK | W_OK) == 0
+    static let unavailableReason: Comment = "needs root, /dev/net/tun and ip (iproute2) for a private network namespace; skipped"
+    /// Tests/Network/echo-client.py: ping and UDP echo with sequence numbers.
+    static let client = Binaries.packageRoot.appendingPathComponent("Tests/Network/echo-client.py").path
+    static let guestIP = "10.0.2.15"
+    nonisolated(unsafe) private static var counter = 0
+
+    let name: String
+
+    /// A namespace whose tap0 (10.0.2.2/24) exists, or not when `tap` is false (a test that
+    /// opens it itself).
+    init(tap: Bool = true) throws {
+        NetNamespace.counter += 1
+        name = "cprvmm-t\(getpid())-\(NetNamespace.counter)"
+        try Self.ip(["netns", "add", name])
+        try Self.ip(["-n", name, "link", "set", "lo", "up"])
+        if tap { try addTap() }
+    }
+
+    func addTap() throws {
+        try Self.ip(["-n", name, "tuntap", "add", "dev", "tap0", "mode", "tap"])
+        try Self.ip(["-n", name, "addr", "add", "10.0.2.2/24", "dev", "tap0"])
+        try Self.ip(["-n", name, "link", "set", "tap0", "up"])
+    }
+
+    deinit { _ = try? runTool(NetNamespace.ip, ["netns", "del", name]) }
+
+    private static func ip(_ arguments: [String]) throws {
+        let result = try runTool(ip, arguments)
+        guard result.status == 0 else { throw ConfigurationFailure("ip \(arguments.joined(separator: " ")): \(result.output)") }
+    }
+
+    /// Runs `command` inside the namespace.
+    func run(_ command: [String], timeout: Double = 120) throws -> (status: Int32, output: String) {
+        try runTool(NetNamespace.ip, ["netns", "exec", name] + command, timeout: timeout)
+    }
+
+    /// A cprvmm started inside the namespace (ip netns exec keeps the PID: it execs).
+    func vm(_ arguments: [String]) throws -> VMProcess {
+        try VMProcess(["netns", "exec", name] + arguments, binary: NetNamespace.ip)
+    }
+
+    /// The UDP echo client's JSON summary.
+    func udp(rate: Int, seconds: Double, stop: String? = nil) throws -> [String: Any] {
+        let result = try run(["python3", NetNamespace.client, "udp", NetNamespace.guestIP, "\(rate)", "\(seconds)"] + (stop.map { [$0] } ?? []), timeout: seconds + 600)
+        let line = result.output.split(separator: "\n").last.map(String.init) ?? ""
+        return (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? ["error": result.output]
+    }
+}
+
+struct ConfigurationFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension VirtualMachines {
+    @Suite(.enabled(if: Host.kvmAvailable, Host.noKVMReason), .enabled(if: NetNamespace.available, NetNamespace.unavailableReason))
+    struct NetworkTests {
+        static let nic = ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,id=nic0"]
+
+        /// The built-in guest with a NIC in `namespace`, its responder ready.
+        static func start(_ namespace: NetNamespace, nic: [String] = NetworkTests.nic, binary: String = Binaries.cprvmm) throws -> LiveUpdateTests.VM {
+            let qmp = temporarySocketPath("net")
+            let arguments = LiveUpdateTests.options + nic + ["-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try namespace.vm([binary] + arguments)
+            _ = try connectWhenListening(qmp)
+            #expect(process.waitForOutput("net: virtio-net ready") { $0.contains("net: virtio-net ready, answering ARP, ICMP echo and UDP echo (port 7) at 10.0.2.15\n") },
+                    "the responder did not start: \(process.stdout.suffix(400)) \(process.stderr.suffix(400))")
+            return LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+        }
+
+        static func nicStatus(_ vm: LiveUpdateTests.VM) -> [String: Any] {
+            let client = try? connectWhenListening(vm.qmp)
+            let reply = client?.execute(#"{"execute": "x-query-nics"}"#) ?? ""
+            let object = (try? JSONSerialization.jsonObject(with: Data(reply.utf8))) as? [String: Any]
+            return (object?["return"] as? [[String: Any]])?.first ?? [:]
+        }
+
+        static func int(_ value: Any?) -> Int { (value as? NSNumber)?.intValue ?? -1 }
+
+        @Test("the built-in guest answers ARP, ping and UDP echo from the host side; info network shows the NIC")
+        func answers() throws {
+            let namespace = try NetNamespace()
+            let vm = try Self.start(namespace)
+            defer { _ = vm.process.terminate() }
+            let ping = try namespace.run(["python3", NetNamespace.client, "ping", NetNamespace.guestIP, "3"])
+            #expect(ping.output.contains(#"{"sent": 3, "received": 3}"#), "\(ping.output)")
+            let udp = try namespace.udp(rate: 200, seconds: 1)
+            #expect(Self.int(udp["sent"]) > 100 && Self.int(udp["lost"]) == 0 && Self.int(udp["duplicated"]) == 0, "\(udp)")
+            let neighbour = try namespace.run([NetNamespace.ip, "neigh", "show", NetNamespace.guestIP])
+            #expect(neighbour.output.contains("lladdr 52:54:00:12:34:56"), "ARP resolved the guest's MAC: \(neighbour.output)")
+            let client = try connectWhenListening(vm.qmp)
+            let info = client.execute(#"{"execute": "human-monitor-command", "arguments": {"command-line": "info network"}}"#) ?? ""
+            #expect(info.contains("nic0: index=0,type=nic,model=virtio-net-pci,macaddr=52:54:00:12:34:56"), "\(info)")
+            #expect(info.contains("n0: index=0,type=tap,ifname=tap0,vnet_hdr=on"), "\(info)")
+            let nic = Self.nicStatus(vm)
+            #expect(Self.int(nic["rx-packets"]) >= 200 && Self.int(nic["tx-packets"]) >= 200, "\(nic)")
+            let pci = client.execute(#"{"execute": "query-pci"}"#) ?? ""
+            #expect(pci.contains(#""qdev_id": "nic0""#) && pci.contains("Ethernet controller"), "\(pci)")
+        }
+
+        @Test("UDP echo at 1000 datagrams/s across 50 live updates: none lost, duplicated or reordered")
+        func echoAcrossLiveUpdates() throws {
+            let namespace = try NetNamespace()
+            let vm = try Self.start(namespace)
+            defer { _ = vm.process.terminate() }
+            let stop = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-net-stop-\(UUID().uuidString)").path
+            defer { unlink(stop) }
+            final class Box: @unchecked Sendable { var summary: [String: Any] = [:] }
+            let box = Box()
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                box.summary = (try? namespace.udp(rate: 1000, seconds: 600, stop: stop)) ?? [:]
+                done.signal()
+            }
+            usleep(500_000)
+            let binaries = [LiveUpdateTests.nextBinary ?? Binaries.cprvmm, Binaries.cprvmm]
+            for update in 0..<50 {
+                try LiveUpdateTests.update(vm, to: binaries[update % 2], uri: "memfd:")
+                usleep(100_000)
+            }
+            usleep(500_000)
+            FileManager.default.createFile(atPath: stop, contents: nil)
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            let summary = box.summary
+            print("network across 50 live updates: \(summary)")
+            #expect(Self.int(summary["sent"]) > 2000, "\(summary)")
+            #expect(Self.int(summary["lost"]) == 0, "lost datagrams: \(summary)")
+            #expect(Self.int(summary["duplicated"]) == 0 && Self.int(summary["reordered"]) == 0, "\(summary)")
+            LiveUpdateTests.expectGuestIntact(vm)
+            let guest = try LiveUpdateTests.query(vm)["builtin-guest"] as? [String: Any] ?? [:]
+            #expect(Self.int(guest["net-malformed"]) == 0, "\(guest)")
+        }
+
+        @Test("set_link off: the guest sees the link down and goes quiet; on: it answers again")
+        func setLink() throws {
+            let namespace = try NetNamespace()
+            let vm = try Self.start(namespace)
+            defer { _ = vm.process.terminate() }
+            let client = try connectWhenListening(vm.qmp)
+            #expect(client.execute(#"{"execute": "set_link", "arguments": {"name": "nic0", "up": false}}"#) == #"{"return": {}}"#)
+            #expect(vm.process.waitForOutput("net: link down") { $0.contains("net: link down\n") })
+            let quiet = try namespace.udp(rate: 100, seconds: 1)
+            #expect(Self.int(quiet["received"]) == 0, "no answer while the link is down: \(quiet)")
+            #expect(client.execute(#"{"execute": "set_link", "arguments": {"name": "n0", "up": true}}"#) == #"{"return": {}}"#)
+            #expect(vm.process.waitForOutput("net: link up") { $0.contains("net: link up\n") })
+            let again = try namespace.udp(rate: 100, seconds: 1)
+            #expect(Self.int(again["lost"]) == 0 && Self.int(again["received"]) > 50, "\(again)")
+            #expect(client.execute(#"{"execute": "set_link", "arguments": {"name": "nope", "up": true}}"#)?.contains("DeviceNotFound") == true)
+        }
+
+        @Test("a tap passed in as fd=, as libvirt does")
+        func tapPassedAsFD() throws {
+            let namespace = try NetNamespace(tap: false)
+            // Opens tap0 with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and execs cprvmm with it.
+            let opener = """
+                import fcntl, os, struct, sys
+                fd = os.open("/dev/net/tun", os.O_RDWR)
+                fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tap0", 0x0002 | 0x1000 | 0x4000))
+                os.set_inheritable(fd, True)
+                os.system("ip addr add 10.0.2.2/24 dev tap0 && ip link set tap0 up")
+                args = [a.replace("@FD@", str(fd)) for a in sys.argv[1:]]
+                os.execv(args[0], args)
+                """
+            let qmp = temporarySocketPath("netfd")
+            let arguments = LiveUpdateTests.options + ["-nic", "tap,id=n0,fd=@FD@", "-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try namespace.vm(["python3", "-c", opener, Binaries.cprvmm] + arguments)
+            defer { _ = process.terminate() }
+            _ = try connectWhenListening(qmp)
+            #expect(process.waitForOutput("net: virtio-net ready") { $0.contains("net: virtio-net ready") }, "\(process.stderr.suffix(400))")
+            let udp = try namespace.udp(rate: 200, seconds: 1)
+            #expect(Self.int(udp["received"]) > 100 && Self.int(udp["lost"]) == 0, "\(udp)")
+            let vm = LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+            let backend = Self.nicStatus(vm)["backend"] as? [String: Any] ?? [:]
+            #expect(backend["ifname"] as? String == "tap0" && Self.int(backend["fd"]) > 2, "\(backend)")
+        }
+    }
+}
