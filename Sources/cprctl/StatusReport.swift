@@ -40,7 +40,20 @@ enum StatusReport {
         add("QMP socket", socketPaths(sockets?["qmp"]))
         add("HMP socket", socketPaths(sockets?["hmp"]))
         add("Console", socketPaths(sockets?["serial"]))
+        if let nics = status["nics"]?.arrayValue, !nics.isEmpty { add("NICs", nics.map(nicLine)) }
         return lines.joined(separator: "\n")
+    }
+
+    /// "nic0 virtio-net-pci 52:54:00:12:34:56, tap tap0 (netdev n0), link up, rx 12 packets
+    /// (0 dropped), tx 12 packets (0 dropped)".
+    static func nicLine(_ nic: JSONValue) -> String {
+        let backend = nic["backend"]
+        var line = "\(nic["id"]?.stringValue ?? unknown) \(nic["model"]?.stringValue ?? unknown) \(nic["mac"]?.stringValue ?? unknown)"
+        line += ", \(backend?["type"]?.stringValue ?? "?") \(backend?["ifname"]?.stringValue ?? "?") (netdev \(backend?["id"]?.stringValue ?? "?"))"
+        line += nic["link-up"]?.boolValue == false ? ", link down" : ", link up"
+        func count(_ key: String) -> String { nic[key]?.intValue.map { String($0) } ?? "?" }
+        line += ", rx \(count("rx-packets")) packets (\(count("rx-dropped")) dropped), tx \(count("tx-packets")) packets (\(count("tx-dropped")) dropped)"
+        return line
     }
 
     /// "#3 completed: guest paused 2.1 ms, total 9.8 ms" then "0.1.0 (build 1a2b…) -> 0.1.1 (build 3c4d…), 5min ago".

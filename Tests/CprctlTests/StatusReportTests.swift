@@ -40,6 +40,25 @@ import Testing
         #expect(StatusReport.format(Self.status, now: Self.imageStarted + 303.5) == expected)
     }
 
+    @Test func nicsAreListed() {
+        var status = Self.status
+        if case .object(var object) = status {
+            object["nics"] = [
+                ["id": "nic0", "model": "virtio-net-pci", "mac": "52:54:00:12:34:56", "link-up": true,
+                 "backend": ["type": "tap", "id": "n0", "ifname": "tap0", "vnet-hdr": true],
+                 "rx-packets": 120, "rx-dropped": 1, "tx-packets": 118, "tx-dropped": 0],
+                ["id": "nic1", "model": "virtio-net-pci", "mac": "52:54:00:12:34:57", "link-up": false,
+                 "backend": ["type": "tap", "id": "n1", "ifname": "tap1"]],
+            ]
+            status = .object(object)
+        }
+        let report = StatusReport.format(status, now: Self.imageStarted)
+        #expect(report.hasSuffix("""
+              NICs:         nic0 virtio-net-pci 52:54:00:12:34:56, tap tap0 (netdev n0), link up, rx 120 packets (1 dropped), tx 118 packets (0 dropped)
+                            nic1 virtio-net-pci 52:54:00:12:34:57, tap tap1 (netdev n1), link down, rx ? packets (? dropped), tx ? packets (? dropped)
+            """), "\(report)")
+    }
+
     @Test func unnamedPausedVMWithSeveralSocketsAndAConsole() {
         var object = Self.status.objectValue!
         object["name"] = nil

@@ -102,6 +102,9 @@ extension VirtualMachines {
             #expect(info.contains("n0: index=0,type=tap,ifname=tap0,vnet_hdr=on"), "\(info)")
             let nic = Self.nicStatus(vm)
             #expect(Self.int(nic["rx-packets"]) >= 200 && Self.int(nic["tx-packets"]) >= 200, "\(nic)")
+            let cprctl = Binaries.directory.appendingPathComponent("cprctl").path
+            let status = try runTool(cprctl, ["status", "--socket", vm.qmp])
+            #expect(status.output.contains("NICs:         nic0 virtio-net-pci 52:54:00:12:34:56, tap tap0 (netdev n0), link up, rx "), "\(status.output)")
             let pci = client.execute(#"{"execute": "query-pci"}"#) ?? ""
             #expect(pci.contains(#""qdev_id": "nic0""#) && pci.contains("Ethernet controller"), "\(pci)")
         }
@@ -137,6 +140,103 @@ extension VirtualMachines {
             LiveUpdateTests.expectGuestIntact(vm)
             let guest = try LiveUpdateTests.query(vm)["builtin-guest"] as? [String: Any] ?? [:]
             #expect(Self.int(guest["net-malformed"]) == 0, "\(guest)")
+        }
+
+        /// Runs the UDP client at 1000/s in the background while `during` runs; its summary.
+        static func echoing(_ namespace: NetNamespace, during: () throws -> Void) rethrows -> [String: Any] {
+            let stop = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-net-stop-\(UUID().uuidString)").path
+            defer { unlink(stop) }
+            final class Box: @unchecked Sendable { var summary: [String: Any] = [:] }
+            let box = Box()
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                box.summary = (try? namespace.udp(rate: 1000, seconds: 600, stop: stop)) ?? [:]
+                done.signal()
+            }
+            usleep(500_000)
+            try during()
+            usleep(500_000)
+            FileManager.default.createFile(atPath: stop, contents: nil)
+            #expect(done.wait(timeout: .now() + 60) == .success)
+            return box.summary
+        }
+
+        @Test("a live update that rolls back loses no datagram either")
+        func rollback() throws {
+            let namespace = try NetNamespace()
+            let vm = try Self.start(namespace)
+            defer { _ = vm.process.terminate() }
+            let summary = try Self.echoing(namespace) {
+                let failure = try LiveUpdateTests.updateFailure(
+                    vm, command: ["/usr/bin/env", "CPRVMM_INJECT_LOAD_FAILURE=1", LiveUpdateTests.nextBinary ?? Binaries.cprvmm] + vm.arguments, uri: "memfd:")
+                #expect(failure.contains("load failure injected"), "\(failure)")
+            }
+            print("network across a rollback: \(summary)")
+            #expect(Self.int(summary["sent"]) > 500 && Self.int(summary["lost"]) == 0 && Self.int(summary["duplicated"]) == 0, "\(summary)")
+            #expect(vm.process.stderr.contains("rolling back to"))
+        }
+
+        @Test("cpr-reboot: RAM stays in its file, the tap is reopened by name, the guest answers again")
+        func cprReboot() throws {
+            let namespace = try NetNamespace()
+            let ram = "/dev/shm/cprvmm-net-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let state = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-net-\(UUID().uuidString)").path
+            defer { unlink(ram); unlink(state) }
+            let memory = ["-m", "64", "-object", "memory-backend-file,id=ram0,size=64M,mem-path=\(ram),share=on", "-machine", "memory-backend=ram0"]
+            let arguments = memory + ["-builtin-guest", "fill=50"] + Self.nic
+            let qmp = temporarySocketPath("net")
+            let source = try namespace.vm([Binaries.cprvmm] + arguments + ["-qmp", "unix:\(qmp),server=on,wait=off"])
+            let client = try connectWhenListening(qmp)
+            #expect(source.waitForOutput("net: virtio-net ready") { $0.contains("net: virtio-net ready") })
+            let before = try namespace.udp(rate: 200, seconds: 1)
+            _ = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"mode": "cpr-reboot"}}"#)
+            #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#) == #"{"return": {}}"#)
+            #expect(MigrationTests.waitForMigration(client).contains(#""status": "completed""#))
+            _ = client.execute(#"{"execute": "quit"}"#)
+            #expect(source.waitForExit() == 0)
+            let targetQMP = temporarySocketPath("net")
+            let target = try namespace.vm([Binaries.cprvmm] + arguments + ["-incoming", "file:\(state)", "-qmp", "unix:\(targetQMP),server=on,wait=off"])
+            defer { _ = target.terminate() }
+            _ = try connectWhenListening(targetQMP)
+            MigrationTests.expectGuestContinued(from: source, on: target)
+            let after = try namespace.udp(rate: 200, seconds: 1)
+            #expect(Self.int(before["lost"]) == 0 && Self.int(after["lost"]) == 0 && Self.int(after["received"]) > 100, "before \(before), after \(after)")
+            #expect(!target.stdout.contains("net: virtio-net ready"), "the guest's driver went on; it did not start over")
+        }
+
+        @Test("a guest that writes garbage into its NIC while frames pour in breaks only its NIC: cprvmm serves QMP, saves and loads the device in a live update")
+        func garbageIntoTheNIC() throws {
+            // Tests/Guests/virtio-chaos-kernel.S attacks whatever virtio device sits at 00:02.0.
+            let kernel = try GuestBuilder.kernel("virtio-chaos-kernel")
+            let namespace = try NetNamespace()
+            _ = try namespace.run([NetNamespace.ip, "neigh", "add", NetNamespace.guestIP, "lladdr", "52:54:00:12:34:56", "dev", "tap0"])
+            let qmp = temporarySocketPath("netchaos")
+            let arguments = ["-kernel", kernel, "-m", "64", "-machine", "memfd-alloc=on", "-serial", "stdio"] + Self.nic
+                + ["-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try namespace.vm([Binaries.cprvmm] + arguments)
+            defer { _ = process.terminate() }
+            let vm = LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+            _ = try connectWhenListening(qmp)
+            let dots = { (text: String) in text.filter { $0 == "." }.count }
+            let started = Date()
+            let summary = try Self.echoing(namespace) {
+                #expect(process.waitForOutput(timeout: 60, "4 dots") { dots($0) >= 4 }, "\(process.stderr.suffix(1500))")
+                #expect(try LiveUpdateTests.query(vm, "query-status")["status"] as? String == "running")
+                try LiveUpdateTests.update(vm, to: Binaries.cprvmm, uri: "memfd:")
+                let before = dots(process.stdout)
+                #expect(process.waitForOutput(timeout: 60, "more dots") { dots($0) >= before + 2 }, "the guest stopped after the update")
+            }
+            #expect(process.process.isRunning)
+            #expect(Self.int(summary["sent"]) > 1000, "frames were offered all along: \(summary)")
+            let nic = Self.nicStatus(vm)
+            #expect(nic["id"] as? String == "nic0", "x-query-nics still answers: \(nic)")
+            let log = process.stderr
+            #expect(log.contains("virtio-net nic0"), "the NIC complained: \(log.suffix(1500))")
+            // Each source of complaints is rate-limited: a few dozen lines a second in all.
+            let lines = log.split(separator: "\n")
+            let seconds = Date().timeIntervalSince(started)
+            #expect(Double(lines.count) < 60 * (seconds + 2), "\(lines.count) log lines in \(Int(seconds)) s")
+            #expect(lines.contains { $0.contains("similar messages suppressed") })
         }
 
         @Test("set_link off: the guest sees the link down and goes quiet; on: it answers again")

@@ -64,7 +64,9 @@ def udp(address, rate, seconds, stop):
     end = start + seconds
     while True:
         now = time.monotonic()
-        sending = now < end and not (stop and os.path.exists(stop))
+        if stop and now < end and os.path.exists(stop):
+            end = now  # stopped: wait for the last replies as after a timed run
+        sending = now < end
         if sending and now >= next_send:
             payload = struct.pack("!Q", seq) + b"x" * 24
             try:

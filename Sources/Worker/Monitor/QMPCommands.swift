@@ -125,6 +125,7 @@ enum QMPCommands {
             "updates": .array(machine.updateHistory.map(updateReport)),
             "arguments": .array(CommandLine.arguments.map { .string($0) }),
             "builtin-guest": machine.builtinGuestStatus.map { .object($0) } ?? .null,
+            "nics": .array(machine.nics.map(nicInfo)),
         ])
     }
 }
