@@ -23,7 +23,9 @@ final class TapBackend {
     init(_ config: NetdevConfig, inherited: Int32?) throws {
         var name = [CChar](repeating: 0, count: 16)
         var flags: Int32 = 0
-        if let fd = inherited ?? { if case .fd(let fd) = config.source { return fd } else { return nil } }() {
+        var given: Int32?
+        if case .fd(let fd) = config.source { given = fd }
+        if let fd = inherited ?? given {
             let result = clinux_tap_info(fd, &name, &flags)
             guard result == 0 else {
                 throw ConfigurationError("netdev \(config.id): fd \(fd) is not a TAP device (\(SystemError.describe(-result))): pass an fd of /dev/net/tun attached with TUNSETIFF")
@@ -39,8 +41,7 @@ final class TapBackend {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             self.fd = fd
             vnetHeader = hasHeader && config.vnetHeader != false
-        } else {
-            guard case .name(let wanted) = config.source else { fatalError("unreachable") }
+        } else if case .name(let wanted) = config.source {
             let withHeader = config.vnetHeader != false
             let fd = clinux_tap_open(wanted, withHeader ? CLINUX_IFF_VNET_HDR : 0, &name)
             guard fd >= 0 else {
@@ -50,6 +51,8 @@ final class TapBackend {
             }
             self.fd = fd
             vnetHeader = withHeader
+        } else {
+            throw ConfigurationError("netdev \(config.id): no tap to open")  // fd= without an fd: not reached
         }
         interfaceName = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if vnetHeader {
@@ -79,7 +82,4 @@ final class TapBackend {
         }
         return result == 0 ? nil : "TUNSETOFFLOAD: \(SystemError.describe(-result))"
     }
-
-    /// The interface's link as the host sees it (IFF_UP): for `info network`.
-    var hostName: String { interfaceName }
 }

@@ -50,6 +50,12 @@ extension VirtioNet {
                 broken = "\(error)"
                 break
             }
+            // readv takes at most IOV_MAX (1024) pieces: a guest that posts the buffers in
+            // smaller ones than that allows gets them back empty, rather than a busy loop.
+            if unusable == nil, chains.reduce(0, { $0 + $1.slices.count }) > VirtioNet.maxPieces, let last = chains.popLast() {
+                errors.log("\(name): receive buffers in more than \(VirtioNet.maxPieces) pieces; returned unused")
+                unusable = last.chain.head
+            }
             if let unusable {
                 do {
                     for head in chains.map(\.chain.head) + [unusable] where try queue.push(head: head, written: 0, memory) {
@@ -75,8 +81,15 @@ extension VirtioNet {
             var vectors = iovecs(allSlices, skipping: skip)
             let got = readv(tap.fd, &vectors, Int32(vectors.count))
             if got < 0 {
+                let error = errno
                 queue.nextAvail = start
-                if errno != EAGAIN && errno != EINTR { errors.log("\(name): reading the tap: \(SystemError.describe(errno))") }
+                if error != EAGAIN && error != EINTR {
+                    // A tap that fails (its interface deleted, ...) is not watched until the
+                    // driver's next kick: a readable fd that only fails would spin the thread.
+                    errors.log("\(name): reading the tap: \(SystemError.describe(error)); receiving stops until the driver's next kick")
+                    watchTap(false)
+                    watching = false
+                }
                 break
             }
             let length = got + skip

@@ -28,6 +28,8 @@ final class VirtioNet: VirtioDeviceModel {
     /// a VLAN tag; plus the header.
     static let maxSegmentedFrame = 65_550 + TapBackend.headerSize
     static let maxPlainFrame = 1_518 + TapBackend.headerSize
+    /// IOV_MAX: the most pieces one readv or writev takes.
+    static let maxPieces = 1024
 
     let tap: TapBackend
     let name: String
