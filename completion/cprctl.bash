@@ -57,10 +57,10 @@ _cprctl()
 
     case $command in
         status) options="--socket --json --timeout --help" vm_names=1 ;;
-        update) options="--socket --all --keep-going --binary --no-bridges --no-probe --timeout --help" vm_names=1 ;;
+        update) options="--socket --all --keep-going --binary --no-bridges --no-probe --timeout --json --help" vm_names=1 ;;
         list) options="--json --help" ;;
-        stop) options="--socket --timeout --help" vm_names=1 ;;
-        cont) options="--socket --timeout --help" vm_names=1 ;;
+        stop) options="--socket --timeout --json --help" vm_names=1 ;;
+        cont) options="--socket --timeout --json --help" vm_names=1 ;;
         console) options="--socket --help" vm_names=1 ;;
         completion) options="--help" words="bash" ;;
         help) options="" ;;

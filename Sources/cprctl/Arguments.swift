@@ -28,6 +28,8 @@ struct ControlOptions: Equatable {
     var action: Action
     var target: VMTarget = .automatic
     var timeoutSeconds: Double = 5
+    /// --json: the run state as a JSON object.
+    var json = false
 }
 
 /// `cprctl update [NAME | --socket PATH] [--binary PATH] [--no-bridges] [--no-probe] [--timeout S] [-- ARGS...]`.
@@ -47,6 +49,8 @@ struct UpdateOptions: Equatable {
     /// --all: every VM in the runtime directory, one after another; --keep-going: on past a failure.
     var all = false
     var keepGoing = false
+    /// --json: the completed update's record as a JSON object (one line per VM with --all).
+    var json = false
 }
 
 struct StatusOptions: Equatable {
@@ -185,6 +189,9 @@ enum ArgumentParser {
                 options.all = true
             case "--keep-going":
                 options.keepGoing = true
+            case "--json":
+                guard inline == nil else { throw UsageError("option '--json' takes no value \(helpHint)") }
+                options.json = true
             case "--timeout":
                 let text = try value()
                 guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
@@ -244,6 +251,9 @@ enum ArgumentParser {
                     throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
                 }
                 options.timeoutSeconds = seconds
+            case "--json":
+                guard inline == nil else { throw UsageError("option '--json' takes no value \(helpHint)") }
+                options.json = true
             default:
                 guard !argument.hasPrefix("-") else { throw UsageError("unknown option '\(option)' for \(action.rawValue) \(helpHint)") }
                 names.append(argument)

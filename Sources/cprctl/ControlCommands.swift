@@ -65,7 +65,11 @@ enum ControlCommands {
             defer { client.close() }
             _ = try client.execute(options.action.rawValue)
             let status = try client.execute("query-status")["status"]?.stringValue ?? "?"
-            return CprctlResult(exitStatus: 0, output: "\(target.name ?? target.socketPath): \(status)\n")
+            let name = target.name ?? target.socketPath
+            if options.json {
+                return CprctlResult(exitStatus: 0, output: JSON.serialize(.object(["name": .string(name), "status": .string(status)])) + "\n")
+            }
+            return CprctlResult(exitStatus: 0, output: "\(name): \(status)\n")
         } catch {
             return .failure(error.description)
         }

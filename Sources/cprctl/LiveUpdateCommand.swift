@@ -40,7 +40,7 @@ enum LiveUpdateCommand {
                 return .failure("live update refused: \(refusal)\(tail)")
             }
             client.close()
-            return waitForOutcome(path, before: before, timeout: options.timeoutSeconds, process: watch.flatMap { $0.fd >= 0 ? $0 : nil })
+            return waitForOutcome(path, before: before, timeout: options.timeoutSeconds, process: watch.flatMap { $0.fd >= 0 ? $0 : nil }, json: options.json)
         } catch {
             return .failure("\(error)")
         }
@@ -57,7 +57,8 @@ enum LiveUpdateCommand {
             one.all = false
             one.target = .name(name)
             let outcome = run(one, runtimeBase: runtimeBase)
-            for line in outcome.output.split(separator: "\n") { result.output += "\(name): \(line)\n" }
+            // JSON records name their VM themselves.
+            for line in outcome.output.split(separator: "\n") { result.output += options.json ? "\(line)\n" : "\(name): \(line)\n" }
             guard outcome.exitStatus != 0 else { continue }
             result.exitStatus = 1
             let message = outcome.errorOutput.hasPrefix("cprctl: ") ? String(outcome.errorOutput.dropFirst(8)) : outcome.errorOutput
@@ -105,7 +106,7 @@ enum LiveUpdateCommand {
 
     /// Polls until the generation grows (success), a rollback is recorded, or the old image
     /// reports the exec failed. The socket stays connectable throughout: it is handed over.
-    private static func waitForOutcome(_ path: String, before: Snapshot, timeout: Double, process: (pid: pid_t, fd: Int32)?) -> CprctlResult {
+    private static func waitForOutcome(_ path: String, before: Snapshot, timeout: Double, process: (pid: pid_t, fd: Int32)?, json: Bool) -> CprctlResult {
         let deadline = Formatting.now() + timeout
         while Formatting.now() < deadline {
             if let process {
@@ -118,7 +119,10 @@ enum LiveUpdateCommand {
             }
             guard let now = try? snapshot(path) else { continue }
             if now.generation > before.generation, let last = now.status["updates"]?.arrayValue?.last {
-                return CprctlResult(exitStatus: 0, output: summary(last, name: now.status["name"]?.stringValue) + "\n")
+                guard json else { return CprctlResult(exitStatus: 0, output: summary(last, name: now.status["name"]?.stringValue) + "\n") }
+                var record = last.objectValue ?? [:]
+                record["name"] = now.status["name"] ?? .null
+                return CprctlResult(exitStatus: 0, output: JSON.serialize(.object(record)) + "\n")
             }
             if now.updates > before.updates, let last = now.status["updates"]?.arrayValue?.last {
                 return .failure("live update failed: \(last["result"]?.stringValue ?? "unknown reason"); the VM runs on the previous binary")

@@ -16,7 +16,7 @@ enum Usage {
                               --json prints the VMM's x-query-cprvmm reply as JSON.
                               --timeout bounds each wait for the VM (default 5 s).
           update [NAME | --socket PATH | --all [--keep-going]] [--binary PATH]
-                 [--no-bridges] [--no-probe] [--timeout SECONDS] [-- ARGS...]
+                 [--no-bridges] [--no-probe] [--timeout SECONDS] [--json] [-- ARGS...]
                               Live-update the VM (cpr-exec): exec the binary again in the
                               same process with the current command line (or ARGS), guest
                               RAM kept in place; waits for the outcome (default 60 s).
@@ -30,14 +30,17 @@ enum Usage {
                               --no-bridges keeps the guest paused across the exec, for a
                               binary older than vCPU bridges (it would roll back).
                               --all updates every VM in <dir>, one after another, and stops
-                              at the first that fails unless --keep-going.
+                              at the first that fails unless --keep-going. --json prints
+                              the update's record (versions, pause, phases) as JSON, a
+                              line per VM.
           list [--json]       Every VM in <dir>, a line each: name, state, PID, version,
                               update generation and the guest pause of its last update
                               (a VM that does not answer is listed with the reason).
-          stop [NAME | --socket PATH] [--timeout SECONDS]
-          cont [NAME | --socket PATH] [--timeout SECONDS]
+          stop [NAME | --socket PATH] [--timeout SECONDS] [--json]
+          cont [NAME | --socket PATH] [--timeout SECONDS] [--json]
                               Pause the guest's vCPUs and devices, or let them run again
-                              (QMP stop and cont); prints the run state afterwards.
+                              (QMP stop and cont); prints the run state afterwards (--json:
+                              as {"name": ..., "status": ...}).
           console [NAME | --socket PATH]
                               Attach this terminal to the VM's serial console, the socket
                               <dir>/NAME/console.sock (--socket gives the console socket's

@@ -72,8 +72,8 @@ extension VirtualMachines {
             let json = try Self.cprctl(["list", "--json"], runtime: runtime)
             let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]])
             #expect(rows.count == 3 && rows.contains { $0["name"] as? String == "web2" && $0["status"] as? String == "paused" })
-            let cont = try Self.cprctl(["cont", "web2"], runtime: runtime)
-            #expect(cont.status == 0 && cont.output == "web2: running\n", "\(cont.output)")
+            let cont = try Self.cprctl(["cont", "web2", "--json"], runtime: runtime)
+            #expect(cont.status == 0 && cont.output == #"{"name": "web2", "status": "running"}"# + "\n", "\(cont.output)")
         }
 
         @Test("cprctl update --all live-updates every VM one after another; a failure stops it unless --keep-going")
@@ -94,6 +94,11 @@ extension VirtualMachines {
                 #expect(LiveUpdateTests.generation(qmp: runtime + "/\(name)/qmp.sock") == 1, "\(name): \(result.output)")
                 #expect(result.output.contains("\(name): "), "\(result.output)")
             }
+            // --json: one record per VM, naming it, with the new generation and the pause.
+            let json = try Self.cprctl(["update", "--all", "--json", "--timeout", "60"], runtime: runtime)
+            let records = json.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(json.status == 0 && records.map { $0["name"] as? String } == ["web1", "web2"], "\(json.output)")
+            #expect(records.allSatisfy { ($0["generation"] as? NSNumber)?.intValue == 2 && $0["pause-us"] != nil }, "\(json.output)")
             let failed = try Self.cprctl(["update", "--all", "--binary", "/nonexistent/cprvmm"], runtime: runtime)
             #expect(failed.status == 1)
             #expect(failed.output.contains("web1: ") && failed.output.contains("stopped after web1 failed: 1 VM(s) not updated (web2); --keep-going updates the others"), "\(failed.output)")
