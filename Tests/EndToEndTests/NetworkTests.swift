@@ -239,6 +239,26 @@ extension VirtualMachines {
             #expect(lines.contains { $0.contains("similar messages suppressed") })
         }
 
+        @Test("a driver with MRG_RXBUF, CSUM, GUEST_CSUM and TSO4, as Linux negotiates: partial checksums cross the tap both ways and every datagram comes back")
+        func offloads() throws {
+            // Tests/Guests/net-offload-kernel.S reflects UDP with the virtio-net header untouched.
+            let kernel = try GuestBuilder.kernel("net-offload-kernel")
+            let namespace = try NetNamespace()
+            _ = try namespace.run([NetNamespace.ip, "neigh", "add", NetNamespace.guestIP, "lladdr", "52:54:00:12:34:56", "dev", "tap0"])
+            let qmp = temporarySocketPath("netoffload")
+            let arguments = ["-kernel", kernel, "-m", "64", "-serial", "stdio"] + Self.nic + ["-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try namespace.vm([Binaries.cprvmm] + arguments)
+            defer { _ = process.terminate() }
+            _ = try connectWhenListening(qmp)
+            #expect(process.waitForOutput("R") { $0.contains("R") }, "\(process.stdout) \(process.stderr.suffix(800))")
+            let udp = try namespace.udp(rate: 500, seconds: 1)
+            #expect(Self.int(udp["received"]) > 300 && Self.int(udp["lost"]) == 0, "\(udp); guest: \(process.stdout.suffix(200))")
+            #expect(process.stdout.contains("C"), "no frame arrived with a partial checksum (NEEDS_CSUM): the tap's offload was not set")
+            #expect(!process.stdout.contains("M") && !process.stdout.contains("X"), "\(process.stdout.suffix(200))")
+            let nic = Self.nicStatus(LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments))
+            #expect(Self.int(nic["tx-dropped"]) == 0 && Self.int(nic["tx-packets"]) > 300, "\(nic)")
+        }
+
         @Test("set_link off: the guest sees the link down and goes quiet; on: it answers again")
         func setLink() throws {
             let namespace = try NetNamespace()
