@@ -43,39 +43,21 @@ final class VirtioBlockDevice: Device {
 
     func saveState() throws -> [UInt8] {
         var encoder = StateEncoder()
-        encoder.lengthPrefixedBytes(bus.withConfig(transport) { $0.bytes })
-        transport.lock.withLock { transport.encodeState(into: &encoder) }
+        transport.encodeSection(into: &encoder, bus: bus)
         return encoder.bytes
     }
 
     func loadState(_ section: StateSection) throws {
         var decoder = StateDecoder(section.payload, section: section.name)
-        let configBytes = try decoder.lengthPrefixedBytes(limit: PciConfigSpace.size)
-        do {
-            try bus.withConfig(transport) { try $0.restore(configBytes) }
-            try transport.decodeState(from: &decoder)
-        } catch let error as StateFormatError {
-            throw error
-        } catch {
-            throw StateFormatError.malformed("section '\(section.name)': \(error)")
-        }
+        try transport.decodeSection(from: &decoder, bus: bus, section: section.name)
         try decoder.finish()
-        // The vCPUs are not running yet: the cached MSI-X bits can be read without the bus lock.
-        transport.configWritten(offset: 0, size: 0)
-        transport.messagesChanged(0..<transport.msix.vectors)
-        bus.refreshBars(transport)
+        transport.stateLoaded(bus: bus)
     }
 
-    /// Programs the BARs, enables memory decoding, bus mastering and MSI-X, as firmware and
-    /// an OS would, for the built-in guest (which has neither).
+    /// Places the BARs and enables MSI-X (the guest programs the table in BAR1 itself;
+    /// vectors start masked), for the built-in guest.
     func placeForBuiltinGuest() {
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar, size: 4, value: UInt32(GUEST_DISK_BAR4))
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar + 4, size: 4, value: 0)
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.msixBar, size: 4, value: UInt32(GUEST_DISK_BAR1))
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.commandOffset, size: 2,
-                            value: UInt32(PciConfigSpace.commandMemory | PciConfigSpace.commandBusMaster))
-        // MSI-X on (the guest programs the table in BAR1 itself; vectors start masked).
-        bus.hostConfigWrite(transport, offset: transport.msixCapability + 2, size: 2, value: 0x8000)
+        transport.placeForBuiltinGuest(bus: bus, bar4: UInt32(GUEST_DISK_BAR4), bar1: UInt32(GUEST_DISK_BAR1), msix: true)
     }
 
     var handoverFDs: [(name: String, fd: Int32)] { [(VirtioBlockDevice.handoverName(config.id), image.fd)] }
@@ -85,74 +67,4 @@ final class VirtioBlockDevice: Device {
 
     func quiesce() { transport.worker.quiesce() }
     func resume() { transport.worker.resume() }
-}
-
-extension VirtioPciTransport {
-    static let maxQueues = 64
-
-    /// Registers, queues and MSI-X table (the caller holds the lock).
-    func encodeState(into encoder: inout StateEncoder) {
-        encoder.u32(registers.deviceFeatureSelect)
-        encoder.u32(registers.driverFeatureSelect)
-        encoder.u64(registers.driverFeatures)
-        encoder.u16(registers.msixConfig)
-        encoder.u8(registers.status)
-        encoder.u8(registers.configGeneration)
-        encoder.u16(registers.queueSelect)
-        encoder.u8(registers.isr)
-        encoder.u32(UInt32(registers.queues.count))
-        for queue in registers.queues {
-            encoder.u16(queue.size)
-            encoder.bool(queue.ready)
-            encoder.u64(queue.descriptorTable)
-            encoder.u64(queue.availRing)
-            encoder.u64(queue.usedRing)
-            encoder.u16(queue.msixVector)
-            encoder.u16(queue.nextAvail)
-            encoder.u16(queue.nextUsed)
-        }
-        let words = msix.words
-        encoder.u32(UInt32(words.count))
-        for word in words { encoder.u32(word) }
-    }
-
-    func decodeState(from decoder: inout StateDecoder) throws {
-        var state = VirtioRegisters()
-        state.deviceFeatureSelect = try decoder.u32()
-        state.driverFeatureSelect = try decoder.u32()
-        state.driverFeatures = try decoder.u64()
-        state.msixConfig = try decoder.u16()
-        state.status = try decoder.u8()
-        state.configGeneration = try decoder.u8()
-        state.queueSelect = try decoder.u16()
-        state.isr = try decoder.u8()
-        let count = Int(try decoder.u32())
-        guard count == model.queueCount else {
-            throw ConfigurationError("the state holds \(count) queues, this device has \(model.queueCount)")
-        }
-        for _ in 0..<count {
-            var queue = Virtqueue()
-            queue.size = try decoder.u16()
-            queue.ready = try decoder.bool()
-            queue.descriptorTable = try decoder.u64()
-            queue.availRing = try decoder.u64()
-            queue.usedRing = try decoder.u64()
-            queue.msixVector = try decoder.u16()
-            queue.nextAvail = try decoder.u16()
-            queue.nextUsed = try decoder.u16()
-            // An enabled queue must be one a driver could have enabled here.
-            if queue.ready, let problem = queue.validate(memory) { throw ConfigurationError("queue: \(problem)") }
-            state.queues.append(queue)
-        }
-        guard state.driverFeatures & ~offeredFeatures == 0 else {
-            throw ConfigurationError("the driver features 0x\(String(state.driverFeatures, radix: 16)) include some this device does not offer")
-        }
-        let wordCount = Int(try decoder.u32())
-        guard wordCount <= 4 * VirtioPciTransport.maxQueues + 2 else { throw ConfigurationError("an MSI-X table of \(wordCount) words") }
-        let words = try (0..<wordCount).map { _ in try decoder.u32() }
-        try lock.withLock {
-            guard msix.restore(words: words) else { throw ConfigurationError("the MSI-X table has \(wordCount) words, this device \(msix.words.count)") }
-            registers = state
-        }
-    }
 }

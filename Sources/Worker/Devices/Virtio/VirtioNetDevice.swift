@@ -46,8 +46,7 @@ final class VirtioNetDevice: Device {
 
     func saveState() throws -> [UInt8] {
         var encoder = StateEncoder()
-        encoder.lengthPrefixedBytes(bus.withConfig(transport) { $0.bytes })
-        transport.lock.withLock { transport.encodeState(into: &encoder) }
+        transport.encodeSection(into: &encoder, bus: bus)
         net.lock.withLock {
             encoder.bool(net.linkUp)
             encoder.lengthPrefixedBytes(net.filter.mac)
@@ -60,15 +59,7 @@ final class VirtioNetDevice: Device {
 
     func loadState(_ section: StateSection) throws {
         var decoder = StateDecoder(section.payload, section: section.name)
-        let configBytes = try decoder.lengthPrefixedBytes(limit: PciConfigSpace.size)
-        do {
-            try bus.withConfig(transport) { try $0.restore(configBytes) }
-            try transport.decodeState(from: &decoder)
-        } catch let error as StateFormatError {
-            throw error
-        } catch {
-            throw StateFormatError.malformed("section '\(section.name)': \(error)")
-        }
+        try transport.decodeSection(from: &decoder, bus: bus, section: section.name)
         let linkUp = try decoder.bool()
         var filter = ReceiveFilter(mac: try decoder.lengthPrefixedBytes(limit: 6))
         guard filter.mac.count == 6 else { throw StateFormatError.malformed("section '\(section.name)': a MAC of \(filter.mac.count) bytes") }
@@ -87,23 +78,15 @@ final class VirtioNetDevice: Device {
             net.linkUp = linkUp
             net.filter = filter
         }
-        transport.configWritten(offset: 0, size: 0)
-        transport.messagesChanged(0..<transport.msix.vectors)
-        bus.refreshBars(transport)
+        transport.stateLoaded(bus: bus)
         // A tap reopened by name (cpr-reboot) forgot the offloads the driver accepted.
         let registers = transport.lock.withLock { transport.registers }
         if registers.driverReady { net.driverStarted(features: registers.driverFeatures) }
     }
 
-    /// Programs the BARs and enables memory decoding and bus mastering, as firmware would,
-    /// for the built-in guest (which polls: no MSI-X).
+    /// Places the BARs for the built-in guest (which polls: no MSI-X).
     func placeForBuiltinGuest() {
-        let bar4 = PciConfigSpace.barOffset + 4 * VirtioPciTransport.structuresBar
-        bus.hostConfigWrite(transport, offset: bar4, size: 4, value: UInt32(GUEST_NET_BAR4))
-        bus.hostConfigWrite(transport, offset: bar4 + 4, size: 4, value: 0)
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.barOffset + 4 * VirtioPciTransport.msixBar, size: 4, value: UInt32(GUEST_NET_BAR1))
-        bus.hostConfigWrite(transport, offset: PciConfigSpace.commandOffset, size: 2,
-                            value: UInt32(PciConfigSpace.commandMemory | PciConfigSpace.commandBusMaster))
+        transport.placeForBuiltinGuest(bus: bus, bar4: UInt32(GUEST_NET_BAR4), bar1: UInt32(GUEST_NET_BAR1), msix: false)
     }
 
     var handoverFDs: [(name: String, fd: Int32)] { [(VirtioNetDevice.handoverName(config.netdev.id), tap.fd)] }
