@@ -1,7 +1,8 @@
 // A -kernel guest that drives the virtio-net NIC at PCI 00:02.0 the way Linux does, with what
 // the built-in guest leaves out: MRG_RXBUF (64 buffers of 2 KiB, num_buffers in every header),
 // CSUM and GUEST_CSUM (frames with a partial checksum, VIRTIO_NET_HDR_F_NEEDS_CSUM, in both
-// directions) and GUEST_TSO4/HOST_TSO4 (so the device must post room for a 64 KiB frame). It
+// directions) and GUEST_TSO4/HOST_TSO4 (frames up to 64 KiB; with less than 96 MiB of RAM it
+// posts only 16 buffers, less room than that). It
 // reflects every UDP datagram to its sender, header and all: addresses and ports swapped in
 // place, the virtio-net header untouched, so a partial checksum goes back partial and the tap
 // must complete it. On COM1 it prints "R" once ready, "C" the first time a frame arrives with
@@ -57,7 +58,14 @@ _start:
     movl $TX_AVAIL, 0x28(%r9); movl $0, 0x2c(%r9)
     movl $TX_USED, 0x30(%r9); movl $0, 0x34(%r9)
     movw $1, 0x1c(%r9)
-    xor %ecx, %ecx                       // receive buffer i in descriptor i, device-writable
+    // 64 receive buffers (128 KiB: room for a 64 KiB frame) with 96 MiB of RAM or more, else
+    // 16 (32 KiB: less than the largest frame TSO4 allows, so the device must take frames in
+    // as they come instead of waiting for room it will never get).
+    mov $QSIZE, %r8d
+    cmpq $(96 << 20), 0x500 + 48         // boot info: the end of the first RAM range
+    jae 2f
+    mov $16, %r8d
+2:  xor %ecx, %ecx                       // receive buffer i in descriptor i, device-writable
 1:  mov %ecx, %eax
     shl $11, %eax
     add $RX_BUFS, %eax
@@ -68,17 +76,17 @@ _start:
     movl $2, RX_DESC + 12(%rdx)
     movw %cx, RX_AVAIL + 4(, %rcx, 2)
     inc %ecx
-    cmp $QSIZE, %ecx
+    cmp %r8d, %ecx
     jb 1b
     movw $1, RX_AVAIL                    // no interrupts: polled
-    movw $QSIZE, RX_AVAIL + 2
+    mov %r8w, RX_AVAIL + 2
     movw $1, TX_AVAIL
     movb $0x0f, 0x14(%r9)                // DRIVER_OK
     movw $0, 0x3000(%r9)
     mov $'R', %al
     call putc
     xor %r12d, %r12d                     // receive completions taken
-    mov $QSIZE, %r13d                    // receive buffers made available
+    mov %r8d, %r13d                      // receive buffers made available
     xor %r14d, %r14d                     // frames transmitted
     xor %r15d, %r15d                     // 1 once "C" was printed
 poll:

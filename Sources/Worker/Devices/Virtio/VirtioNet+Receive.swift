@@ -1,12 +1,13 @@
 import Glibc
 
 /// Receive: frames go from the tap straight into the buffers the guest posted (readv into
-/// guest RAM, no copy). A frame is read only once buffers for the largest possible frame are
-/// taken from the ring, so a frame is never read without a place to put it: when the guest
-/// posts too few, the device thread stops watching the tap, the frames wait in the tap's own
-/// queue, and the next kick of the receive queue (new buffers) brings the watch back. Chains
-/// taken but not used are given back by rewinding the ring index, which the driver never saw.
-/// The same holds across a live update: nothing is ever held in cprvmm's memory.
+/// guest RAM, no copy) whenever the buffers taken from the ring can hold the largest frame
+/// the driver negotiated; chains the frame did not reach are given back by rewinding the ring
+/// index, which the driver never saw. A driver that posted less room than that still gets
+/// its frames: one is read into cprvmm (`pendingFrame`) and copied in once it fits, and
+/// while it waits the device thread does not watch the tap -- the next kick of the receive
+/// queue (new buffers) brings the watch back. Frames wait in the tap's own queue, never in
+/// cprvmm's memory beyond that one, which is saved with the device across an update.
 extension VirtioNet {
     func receive(_ transport: VirtioPciTransport) {
         let index = VirtioNet.receiveQueue
@@ -68,12 +69,32 @@ extension VirtioNet {
                 count { $0.rxDropped += 1 }
                 continue
             }
-            guard capacity >= needed else {
-                // Too few buffers for any frame: give them back and wait for the driver's kick.
-                queue.nextAvail = start
-                watchTap(false)
-                watching = false
-                break
+            if capacity < needed || pendingFrame != nil {
+                guard capacity > 0, let frame = pendingFrame ?? readFrame(limit: needed, watching: &watching) else {
+                    // No buffer, or no frame: wait for the driver's kick, or for the tap.
+                    queue.nextAvail = start
+                    if capacity == 0 {
+                        watchTap(false)
+                        watching = false
+                    }
+                    break
+                }
+                guard frame.count <= capacity else {
+                    // Held until the driver posts room for it.
+                    pendingFrame = frame
+                    queue.nextAvail = start
+                    watchTap(false)
+                    watching = false
+                    break
+                }
+                pendingFrame = nil
+                do {
+                    if try deliver(frame, into: chains, start: start, queue: &queue, memory: memory) { wantsInterrupt = true }
+                } catch {
+                    broken = "\(error)"
+                    break
+                }
+                continue
             }
             let allSlices = chains.flatMap(\.slices)
             // A tap without a header fills the frame after a header cprvmm writes.
@@ -139,6 +160,64 @@ extension VirtioNet {
             transport.configChanged()
         }
         if wantsInterrupt { transport.interrupt(queue: index) }
+    }
+
+    /// One frame from the tap into cprvmm's memory, with its header (zeroed when the tap has
+    /// none), or nil when the tap has none or it was filtered out or dropped.
+    private func readFrame(limit: Int, watching: inout Bool) -> [UInt8]? {
+        let skip = tap.vnetHeader ? 0 : TapBackend.headerSize
+        var frame = [UInt8](repeating: 0, count: VirtioNet.maxSegmentedFrame)
+        while true {
+            let got = frame.withUnsafeMutableBytes { read(tap.fd, $0.baseAddress! + skip, $0.count - skip) }
+            if got < 0 {
+                let error = errno
+                if error != EAGAIN && error != EINTR {
+                    errors.log("\(name): reading the tap: \(SystemError.describe(error)); receiving stops until the driver's next kick")
+                    watchTap(false)
+                    watching = false
+                }
+                return nil
+            }
+            let length = got + skip
+            guard length >= TapBackend.headerSize + 14, length <= limit else {
+                count { $0.rxDropped += 1 }
+                errors.log("\(name): a \(length)-byte frame from the tap is \(length > limit ? "larger than the driver can take" : "too short"); dropped")
+                continue
+            }
+            guard lock.withLock({ filter.accepts(frame[TapBackend.headerSize..<TapBackend.headerSize + 6]) }) else {
+                count { $0.rxDropped += 1 }
+                continue
+            }
+            return Array(frame[0..<length])
+        }
+    }
+
+    /// Copies `frame` into the chains taken from `start` on, completes the ones it reached and
+    /// gives the rest back; returns whether the driver wants an interrupt.
+    private func deliver(
+        _ frame: [UInt8], into chains: [(chain: Virtqueue.Chain, slices: [UnsafeMutableRawBufferPointer], capacity: Int)],
+        start: UInt16, queue: inout Virtqueue, memory: GuestMemory
+    ) throws(Virtqueue.Failure) -> Bool {
+        var offset = 0
+        var used: [(head: UInt16, written: UInt32)] = []
+        for entry in chains where offset < frame.count {
+            let first = offset
+            for slice in entry.slices where offset < frame.count {
+                let take = min(slice.count, frame.count - offset)
+                frame.withUnsafeBytes { slice.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: take) }
+                offset += take
+            }
+            used.append((entry.chain.head, UInt32(offset - first)))
+        }
+        queue.nextAvail = start &+ UInt16(used.count)
+        writeHeader(into: chains.flatMap(\.slices), buffers: UInt16(used.count), zeroed: false)
+        var wantsInterrupt = false
+        for entry in used where try queue.push(head: entry.head, written: entry.written, memory) { wantsInterrupt = true }
+        count {
+            $0.rxPackets += 1
+            $0.rxBytes += UInt64(frame.count - TapBackend.headerSize)
+        }
+        return wantsInterrupt
     }
 
     /// The chain's buffers as memory the device may write, or nil (logged) if it has readable

@@ -44,6 +44,10 @@ final class VirtioNet: VirtioDeviceModel {
     var filter: ReceiveFilter
     var linkUp = true
     private(set) var counters = Counters()
+    /// A frame read from the tap while the driver had posted less room than the largest frame
+    /// it negotiated, waiting for more buffers: at most one, and saved with the device, so it
+    /// crosses an update too (VirtioNet+Receive).
+    var pendingFrame: [UInt8]?
 
     struct Counters: Equatable {
         var rxPackets: UInt64 = 0, rxBytes: UInt64 = 0, rxDropped: UInt64 = 0
@@ -94,6 +98,11 @@ final class VirtioNet: VirtioDeviceModel {
             tso6: accepted & VirtioNet.featureGuestTSO6 != 0, ecn: accepted & VirtioNet.featureGuestECN != 0, ufo: false) {
             errors.log("\(name): \(problem); the tap completes checksums and segments itself")
         }
+    }
+
+    /// A reset drops the frame a driver had no room for, as a NIC drops what it received.
+    func deviceReset() {
+        pendingFrame = nil
     }
 
     /// QMP set_link: the guest sees the link change (a configuration interrupt), and while it is

@@ -54,6 +54,8 @@ final class VirtioNetDevice: Device {
             encoder.bool(net.filter.allMulticast)
             for table in [net.filter.unicast, net.filter.multicast] { encoder.lengthPrefixedBytes(table.flatMap { $0 }) }
         }
+        // Quiesced: the device thread does not touch it now.
+        encoder.lengthPrefixedBytes(net.pendingFrame ?? [])
         return encoder.bytes
     }
 
@@ -73,6 +75,11 @@ final class VirtioNetDevice: Device {
         }
         filter.unicast = tables[0]
         filter.multicast = tables[1]
+        let pending = try decoder.lengthPrefixedBytes(limit: VirtioNet.maxSegmentedFrame)
+        guard pending.isEmpty || pending.count >= TapBackend.headerSize + 14 else {
+            throw StateFormatError.malformed("section '\(section.name)': a pending frame of \(pending.count) bytes")
+        }
+        net.pendingFrame = pending.isEmpty ? nil : pending
         try decoder.finish()
         net.lock.withLock {
             net.linkUp = linkUp

@@ -23,6 +23,8 @@ protocol VirtioDeviceModel: AnyObject {
     func serviceQueues(_ transport: VirtioPciTransport)
     /// The driver set DRIVER_OK having accepted `features` (also after a state load).
     func driverStarted(features: UInt64)
+    /// The driver reset the device (its thread is quiesced meanwhile).
+    func deviceReset()
 }
 
 extension VirtioDeviceModel {
@@ -30,6 +32,7 @@ extension VirtioDeviceModel {
         for queue in 0..<queueCount { transport.process(queue) }
     }
     func driverStarted(features: UInt64) {}
+    func deviceReset() {}
 }
 
 /// virtio over PCI, modern interface (virtio 1.x, 4.1): common configuration, ISR, device
@@ -200,6 +203,7 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
             // The device thread finishes the request it serves, then the device starts over.
             worker.quiesce()
             lock.withLock { registers.reset(queues: model.queueCount) }
+            model.deviceReset()
             setIntx(false)
             worker.resume()
         case .started:
