@@ -80,9 +80,17 @@ extension VirtioNet {
                     break
                 }
                 guard frame.count <= capacity else {
+                    queue.nextAvail = start
+                    // One buffer per frame (no MRG_RXBUF), or every descriptor of the ring
+                    // posted: no more room will come for it.
+                    if !mergeable || chains.count >= Int(queue.size) {
+                        pendingFrame = nil
+                        count { $0.rxDropped += 1 }
+                        errors.log("\(name): a \(frame.count)-byte frame does not fit the receive buffers the driver can post; dropped")
+                        continue
+                    }
                     // Held until the driver posts room for it.
                     pendingFrame = frame
-                    queue.nextAvail = start
                     watchTap(false)
                     watching = false
                     break
