@@ -280,6 +280,38 @@ extension VirtualMachines {
             #expect(Self.int(nic["tx-dropped"]) == 0 && Self.int(nic["tx-packets"]) > 300, "\(nic)")
         }
 
+        static let ipxeROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
+
+        @Test("romfile=: SeaBIOS runs iPXE's virtio option ROM from the NIC's ROM BAR, which registers its boot entry; the VM then live-updates with its ROM",
+              .enabled(if: Host.seabiosAvailable && access(NetworkTests.ipxeROM, R_OK) == 0, "needs SeaBIOS and \(NetworkTests.ipxeROM) (apt-get install seabios ipxe-qemu); skipped"))
+        func optionROM() throws {
+            let namespace = try NetNamespace()
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-rom-\(UUID().uuidString).log").path
+            defer { unlink(log) }
+            let qmp = temporarySocketPath("netrom")
+            let arguments = ["-m", "128", "-machine", "memfd-alloc=on", "-bios", Host.seabios, "-debugcon", "file:\(log)", "-serial", "null",
+                             "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                             "-device", "virtio-net-pci,netdev=n0,id=nic0,romfile=\(Self.ipxeROM)", "-qmp", "unix:\(qmp),server=on,wait=off"]
+            let process = try namespace.vm([Binaries.cprvmm] + arguments)
+            defer { _ = process.terminate() }
+            _ = try connectWhenListening(qmp)
+            let firmware = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            let deadline = Date().addingTimeInterval(60)
+            while !firmware().contains("Booting from ROM"), Date() < deadline { usleep(50_000) }
+            #expect(firmware().contains("Running option rom at c"), "SeaBIOS did not run the ROM: \(firmware().suffix(800))")
+            #expect(firmware().contains("Booting from ROM"), "iPXE registered no boot entry: \(firmware().suffix(800))")
+            let vm = LiveUpdateTests.VM(process: process, qmp: qmp, state: "", arguments: arguments)
+            try LiveUpdateTests.update(vm, to: Binaries.cprvmm, uri: "memfd:")
+            #expect(process.process.isRunning)
+        }
+
+        @Test("romfile= naming a file that is not an option ROM is refused by name")
+        func notAnOptionROM() throws {
+            let namespace = try NetNamespace()
+            let bad = try namespace.run([Binaries.cprvmm, "-m", "32", "-netdev", "tap,id=n0,ifname=tap0", "-device", "virtio-net-pci,netdev=n0,romfile=/etc/hostname"])
+            #expect(bad.status == 1 && bad.output.contains("romfile=/etc/hostname: not a PCI option ROM (it does not start with 55 aa); use romfile= for none"), "\(bad.output)")
+        }
+
         @Test("set_link off: the guest sees the link down and goes quiet; on: it answers again")
         func setLink() throws {
             let namespace = try NetNamespace()

@@ -669,6 +669,8 @@ private func failure(_ line: String) -> String? {
         #expect(two.map(\.slot) == [2, 3])
         #expect(try config("-netdev tap,id=n0,fd=7 -device virtio-net-pci,netdev=n0,addr=0x9").nics.first?.slot == 9)
         #expect(try config("-builtin-guest ip=192.168.7.2").builtinGuest.ip == [192, 168, 7, 2])
+        #expect(try config("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0,romfile=/r.rom").nics.first?.romFile == "/r.rom")
+        #expect(try config("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0,romfile=").nics.first?.romFile == nil, "romfile= is none, as in QEMU")
     }
 
     @Test func errors() {
@@ -683,7 +685,6 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-nic tap,model=e1000") == "-nic tap,model=e1000: model=e1000 is not supported (cprvmm's NICs are virtio-net-pci)")
         #expect(failure("-nic tap,mac=01:00:00:00:00:01") == "-nic tap,mac=01:00:00:00:00:01: mac 01:00:00:00:00:01 is a multicast address (the first byte must be even)")
         #expect(failure("-nic tap,mac=52:54:00:12:34") == "-nic tap,mac=52:54:00:12:34: invalid mac '52:54:00:12:34' (six hex bytes, as in 52:54:00:12:34:56)")
-        #expect(failure("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0,romfile=efi-virtio.rom") == "-device virtio-net-pci,netdev=n0,romfile=efi-virtio.rom: romfile=efi-virtio.rom: option ROMs are not supported by this cprvmm version (use romfile= for none)")
         #expect(failure("-netdev tap,id=n0 -device virtio-net-pci,netdev=n0 -device virtio-net-pci,netdev=n0") == "-device virtio-net-pci,netdev=n0: netdev 'n0' is already used by -device virtio-net-pci,netdev=n0")
         #expect(failure("-builtin-guest ip=10.0.2") == "-builtin-guest ip=10.0.2: invalid ip '10.0.2' (an IPv4 address, as in 10.0.2.15)")
     }

@@ -49,6 +49,22 @@ private final class TestFunction: PciFunction, PortDevice, MmioDevice {
         #expect(config.read(0x30, size: 4) == 0, "no expansion ROM")
     }
 
+    @Test("an expansion ROM sizes like a BAR and decodes only with its enable bit and memory space on")
+    func expansionROM() {
+        var config = PciConfigSpace(vendor: 1, device: 2, classCode: 0)
+        config.addROM(size: 0x40000)
+        config.write(0x30, size: 4, value: 0xFFFF_FFFE)
+        #expect(config.read(0x30, size: 4) == 0xFFFC_0000, "size mask; bit 0 (enable) as written")
+        config.write(0x30, size: 4, value: 0xFEB0_0000)
+        config.write(4, size: 2, value: 0x2)
+        #expect(config.barAddress(PciConfigSpace.romIndex) == nil, "not enabled")
+        config.write(0x30, size: 4, value: 0xFEB0_0001)
+        #expect(config.barAddress(PciConfigSpace.romIndex) == 0xFEB0_0000)
+        config.write(4, size: 2, value: 0)
+        #expect(config.barAddress(PciConfigSpace.romIndex) == nil, "memory space off")
+        #expect(config.bar(PciConfigSpace.romIndex)?.size == 0x40000)
+    }
+
     @Test("a BAR decodes only with its space enabled and a reachable address")
     func barAddress() {
         var config = PciConfigSpace(vendor: 1, device: 2, classCode: 0)

@@ -8,6 +8,7 @@ extension CommandLineParser.ParseState {
         var netdev: String
         var mac: [UInt8]?
         var slot: UInt8?
+        var romFile: String?
         var context: String
     }
 
@@ -33,13 +34,10 @@ extension CommandLineParser.ParseState {
         nicDevices.append(NicDevice(id: netdev.id, netdev: netdev.id, mac: mac, context: context))
     }
 
-    /// `-device virtio-net-pci,netdev=ID[,mac=MAC][,id=ID][,addr=SLOT][,romfile=]`
+    /// `-device virtio-net-pci,netdev=ID[,mac=MAC][,id=ID][,addr=SLOT][,romfile=PATH]`
     mutating func addVirtioNetDevice(_ value: String, context: String) throws(CommandLineError) {
         let list = try options(value, impliedKey: "driver", keys: ["driver", "netdev", "mac", "id", "addr", "romfile", "mq", "bootindex"], context: context)
         guard let netdev = list["netdev"] else { throw CommandLineError("\(context): missing netdev=ID (define it with -netdev tap,id=ID,...)") }
-        if let rom = list["romfile"], !rom.isEmpty {
-            throw CommandLineError("\(context): romfile=\(rom): option ROMs are not supported by this cprvmm version (use romfile= for none)")
-        }
         if let mq = list["mq"], try boolean(mq, key: "mq", context: context) {
             throw CommandLineError("\(context): mq=on is not supported by this cprvmm version (one queue pair per NIC)")
         }
@@ -47,6 +45,7 @@ extension CommandLineParser.ParseState {
             throw CommandLineError("\(context): bootindex= is not supported on a NIC (cprvmm has no network boot firmware)")
         }
         var device = NicDevice(netdev: netdev, context: context)
+        if let rom = list["romfile"], !rom.isEmpty { device.romFile = rom }
         if let id = list["id"] {
             try checkID(id, context: context)
             device.id = id
@@ -83,7 +82,7 @@ extension CommandLineParser.ParseState {
             if config.disks.contains(where: { $0.id == id }) || config.nics.contains(where: { $0.id == id }) {
                 throw CommandLineError("\(device.context): device id '\(id)' is already used")
             }
-            config.nics.append(VirtioNetConfig(id: id, netdev: netdev, mac: device.mac ?? VirtioNetConfig.defaultMAC(index), slot: slot))
+            config.nics.append(VirtioNetConfig(id: id, netdev: netdev, mac: device.mac ?? VirtioNetConfig.defaultMAC(index), slot: slot, romFile: device.romFile))
         }
         for (id, entry) in netdevs where used[id] == nil {
             throw CommandLineError("\(entry.context): defined but not used (add -device virtio-net-pci,netdev=\(id))")

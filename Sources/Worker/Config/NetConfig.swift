@@ -28,12 +28,16 @@ public struct VirtioNetConfig: Equatable, Sendable {
     public var mac: [UInt8]
     /// Bus 0 slot; assigned after the disks' when not given.
     public var slot: UInt8
+    /// `romfile=PATH`: a PCI option ROM in the expansion ROM BAR, which firmware runs (iPXE's
+    /// virtio ROM from Debian's ipxe-qemu, as QEMU has it). None by default.
+    public var romFile: String?
 
-    public init(id: String, netdev: NetdevConfig, mac: [UInt8], slot: UInt8) {
+    public init(id: String, netdev: NetdevConfig, mac: [UInt8], slot: UInt8, romFile: String? = nil) {
         self.id = id
         self.netdev = netdev
         self.mac = mac
         self.slot = slot
+        self.romFile = romFile
     }
 
     /// QEMU's default MACs: 52:54:00:12:34:56, then ...:57 and so on, one per NIC.

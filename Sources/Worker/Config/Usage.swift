@@ -68,9 +68,11 @@ public enum Usage {
         -device virtio-blk-pci,drive=id[,id=id][,bootindex=n][,addr=slot]
                         a virtio disk (modern virtio-pci, MSI-X) on the drive named id
         -device virtio-net-pci,netdev=id[,mac=52:54:00:12:34:56][,id=id][,addr=slot]
+                [,romfile=path]
                         a virtio NIC on the -netdev named id (checksum and segmentation
                         offloads, mergeable receive buffers, control queue for the receive
-                        filter); the default MACs are QEMU's, one per NIC
+                        filter); the default MACs are QEMU's, one per NIC; romfile= puts
+                        an option ROM in its ROM BAR, which firmware runs (none by default)
 
         Network options (a live update keeps the tap open and loses no frame):
         -netdev tap,id=id[,ifname=name|fd=n][,script=no][,downscript=no][,vnet_hdr=on|off]

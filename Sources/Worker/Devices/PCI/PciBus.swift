@@ -105,7 +105,9 @@ final class PciBus: PortDevice {
             let size = min(data.count, 4)
             function.config.write(register, size: size, value: value)
             function.configWritten(offset: register, size: size)
-            if register < PciConfigSpace.barOffset + 24 + 4 && register + size > PciConfigSpace.commandOffset {
+            let touchesBars = register < PciConfigSpace.barOffset + 24 && register + size > PciConfigSpace.commandOffset
+            let touchesROM = register < PciConfigSpace.romOffset + 4 && register + size > PciConfigSpace.romOffset
+            if touchesBars || touchesROM {
                 refreshBarsLocked(devfn: UInt8((configAddress >> 8) & 0xFF), function: function)
             }
         }
@@ -136,8 +138,8 @@ final class PciBus: PortDevice {
     }
 
     private func refreshBarsLocked(devfn: UInt8, function: PciFunction) {
-        for index in 0..<6 {
-            guard let bar = function.config.bars[index] else { continue }
+        for index in 0...PciConfigSpace.romIndex {
+            guard let bar = function.config.bar(index) else { continue }
             let key = Int(devfn) << 3 | index
             let wanted = function.config.barAddress(index)
             if let current = mapped[key] {
@@ -150,7 +152,7 @@ final class PciBus: PortDevice {
                 function.barMapped(index, at: nil)
             }
             guard let base = wanted, let target = function.barTarget(index) else { continue }
-            let name = "\(function.pciName) BAR\(index)"
+            let name = index == PciConfigSpace.romIndex ? "\(function.pciName) ROM" : "\(function.pciName) BAR\(index)"
             do {
                 switch target {
                 case .io(let device): try buses.ports.register(device, name: name, base: UInt16(base), count: UInt16(bar.size))

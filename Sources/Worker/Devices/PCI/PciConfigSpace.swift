@@ -33,6 +33,10 @@ struct PciConfigSpace: Equatable {
     private var writable = [UInt8](repeating: 0, count: size)
     private var writeOneToClear = [UInt8](repeating: 0, count: size)
     private(set) var bars: [Bar?] = Array(repeating: nil, count: 6)
+    /// The expansion ROM BAR (offset 0x30), if the function has a ROM: PciBus maps it as BAR
+    /// index `romIndex`.
+    private(set) var rom: Bar?
+    static let romIndex = 6
     /// Where the next capability goes (they are appended from 0x40 on).
     private var nextCapability = 0x40
     private var lastCapability: Int?
@@ -78,6 +82,14 @@ struct PciConfigSpace: Equatable {
             setWritable(offset, 4, UInt32(truncatingIfNeeded: mask))
             setWritable(offset + 4, 4, UInt32(truncatingIfNeeded: mask >> 32))
         }
+    }
+
+    /// Declares an expansion ROM of `size` bytes (a power of two, at least 2 KiB): the guest
+    /// sizes it like a BAR and enables decoding with bit 0.
+    mutating func addROM(size: UInt64) {
+        precondition(size.nonzeroBitCount == 1 && size >= 2048 && size <= 1 << 24, "ROM sizes are powers of two")
+        rom = Bar(kind: .memory32, size: size)
+        setWritable(PciConfigSpace.romOffset, 4, (UInt32(truncatingIfNeeded: ~(size - 1)) & 0xFFFF_F800) | 1)
     }
 
     /// Appends a capability (`body` starts after the id and next-pointer bytes) and returns its
@@ -149,6 +161,13 @@ struct PciConfigSpace: Equatable {
     /// command register, or it holds an address no access can reach (0, or an I/O address
     /// above 0xffff, or a range that wraps).
     func barAddress(_ index: Int) -> UInt64? {
+        if index == PciConfigSpace.romIndex {
+            // The ROM decodes with its enable bit and memory space both on.
+            let value = read(PciConfigSpace.romOffset, size: 4)
+            guard rom != nil, value & 1 != 0, command & PciConfigSpace.commandMemory != 0 else { return nil }
+            let address = UInt64(value & 0xFFFF_F800)
+            return address == 0 ? nil : address
+        }
         guard let bar = bars[index] else { return nil }
         let offset = PciConfigSpace.barOffset + 4 * index
         let low = UInt64(read(offset, size: 4))
@@ -168,6 +187,9 @@ struct PciConfigSpace: Equatable {
         }
         return address == 0 ? nil : address
     }
+
+    /// BAR `index`, the ROM for `romIndex`.
+    func bar(_ index: Int) -> Bar? { index == PciConfigSpace.romIndex ? rom : bars[index] }
 
     /// Replaces the bytes with saved ones (the masks come from the device's own declaration).
     mutating func restore(_ saved: [UInt8]) throws {

@@ -23,7 +23,8 @@ final class VirtioNetDevice: Device {
         tap = try TapBackend(config.netdev, inherited: inheritedTap)
         let name = "virtio-net \(config.id) (00:\(PciBus.hex(config.slot)).0)"
         net = VirtioNet(tap: tap, mac: config.mac, name: name)
-        transport = try VirtioPciTransport(name: name, qdevID: config.id, model: net, memory: memory)
+        let rom = try config.romFile.map { try OptionROM(path: $0) }
+        transport = try VirtioPciTransport(name: name, qdevID: config.id, model: net, memory: memory, rom: rom)
         net.transport = transport
         net.watchTap = { [unowned transport, tap] on in transport.worker.watch(tap.fd, on) }
         try transport.worker.addWatched(tap.fd)
@@ -36,6 +37,7 @@ final class VirtioNetDevice: Device {
     /// The MAC and whether the tap carries headers shape what the guest negotiated.
     var topology: String {
         "virtio-net-pci addr=\(PciBus.hex(config.slot)).0 netdev=\(config.netdev.id) mac=\(VirtioNetConfig.describe(config.mac)) vnet_hdr=\(tap.vnetHeader ? "on" : "off")"
+            + (transport.rom.map { " rom=\($0.identity)" } ?? "")
     }
 
     func attach(to buses: Buses) throws {

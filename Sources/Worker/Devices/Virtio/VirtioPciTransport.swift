@@ -86,7 +86,11 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
     let worker: VirtioWorker
     let errors = RateLimiter()
 
-    init(name: String, qdevID: String, model: VirtioDeviceModel, memory: GuestMemory) throws {
+    /// The option ROM firmware runs from the expansion ROM BAR, if the device has one.
+    let rom: OptionROM?
+
+    init(name: String, qdevID: String, model: VirtioDeviceModel, memory: GuestMemory, rom: OptionROM? = nil) throws {
+        self.rom = rom
         self.pciName = name
         self.qdevID = qdevID
         self.model = model
@@ -96,6 +100,7 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
             subsystemVendor: VirtioPciTransport.vendor, subsystem: 0x1100, interruptPin: 1)
         config.addBar(VirtioPciTransport.msixBar, kind: .memory32, size: VirtioPciTransport.msixBarSize)
         config.addBar(VirtioPciTransport.structuresBar, kind: .memory64, size: VirtioPciTransport.structuresSize, prefetchable: true)
+        if let rom { config.addROM(size: rom.barSize) }
         let vectors = model.queueCount + 1
         // MSI-X: table size N-1; enable and function mask are the writable bits.
         let control = UInt16(vectors - 1)
@@ -127,6 +132,7 @@ final class VirtioPciTransport: PciFunction, MmioDevice {
         switch index {
         case VirtioPciTransport.structuresBar: return .memory(self)
         case VirtioPciTransport.msixBar: return .memory(MsixRegion(transport: self))
+        case PciConfigSpace.romIndex: return rom.map { .memory($0) }
         default: return nil
         }
     }
