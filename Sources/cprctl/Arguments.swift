@@ -137,11 +137,7 @@ enum ArgumentParser {
                 socket = path
             case "--timeout":
                 guard timeout == nil else { throw UsageError("option '--timeout' given twice") }
-                let text = try value(of: option, inline: inline)
-                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
-                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
-                }
-                timeout = seconds
+                timeout = try Self.timeout(try value(of: option, inline: inline))
             default:
                 throw UsageError("unknown option '\(option)' for status \(helpHint)")
             }
@@ -193,11 +189,7 @@ enum ArgumentParser {
                 guard inline == nil else { throw UsageError("option '--json' takes no value \(helpHint)") }
                 options.json = true
             case "--timeout":
-                let text = try value()
-                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
-                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
-                }
-                options.timeoutSeconds = seconds
+                options.timeoutSeconds = try Self.timeout(try value())
             default:
                 guard !argument.hasPrefix("-") else { throw UsageError("unknown option '\(option)' for update \(helpHint)") }
                 names.append(argument)
@@ -246,11 +238,7 @@ enum ArgumentParser {
             case "--socket":
                 socket = try value()
             case "--timeout":
-                let text = try value()
-                guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
-                    throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
-                }
-                options.timeoutSeconds = seconds
+                options.timeoutSeconds = try Self.timeout(try value())
             case "--json":
                 guard inline == nil else { throw UsageError("option '--json' takes no value \(helpHint)") }
                 options.json = true
@@ -300,6 +288,14 @@ enum ArgumentParser {
             throw UsageError("completion takes one shell name: \(shells) \(helpHint)")
         }
         return .completion(shell)
+    }
+
+    /// A --timeout value: seconds, more than 0 and at most a day.
+    private static func timeout(_ text: String) throws(UsageError) -> Double {
+        guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= 86400 else {
+            throw UsageError("invalid timeout '\(text)': expected seconds, more than 0 and at most 86400")
+        }
+        return seconds
     }
 
     /// The VM a command names: at most one NAME, or --socket PATH, or neither (automatic).
