@@ -90,6 +90,36 @@ static const uint32_t CKVM_IRQCHIP_PIC_MASTER = KVM_IRQCHIP_PIC_MASTER;
 static const uint32_t CKVM_IRQCHIP_PIC_SLAVE = KVM_IRQCHIP_PIC_SLAVE;
 static const uint32_t CKVM_IRQCHIP_IOAPIC = KVM_IRQCHIP_IOAPIC;
 
+// Dirty page logging (pre-copy migration). kvm_dirty_log and kvm_clear_dirty_log hold the
+// bitmap pointer in an anonymous union, which Swift cannot fill: set here.
+static const uint32_t CKVM_MEM_LOG_DIRTY_PAGES = KVM_MEM_LOG_DIRTY_PAGES;
+static const int CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
+static const uint64_t CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+static const uint64_t CKVM_DIRTY_LOG_INITIALLY_SET = KVM_DIRTY_LOG_INITIALLY_SET;
+static inline int ckvm_get_dirty_log(int vmfd, uint32_t slot, void *bitmap) {
+    struct kvm_dirty_log log;
+    memset(&log, 0, sizeof log);
+    log.slot = slot;
+    log.dirty_bitmap = bitmap;
+    return ioctl(vmfd, KVM_GET_DIRTY_LOG, &log);
+}
+static inline int ckvm_clear_dirty_log(int vmfd, uint32_t slot, uint64_t first_page, uint32_t num_pages, void *bitmap) {
+    struct kvm_clear_dirty_log log;
+    memset(&log, 0, sizeof log);
+    log.slot = slot;
+    log.first_page = first_page;
+    log.num_pages = num_pages;
+    log.dirty_bitmap = bitmap;
+    return ioctl(vmfd, KVM_CLEAR_DIRTY_LOG, &log);
+}
+static inline int ckvm_enable_cap(int vmfd, uint32_t cap, uint64_t arg0) {
+    struct kvm_enable_cap request;
+    memset(&request, 0, sizeof request);
+    request.cap = cap;
+    request.args[0] = arg0;
+    return ioctl(vmfd, KVM_ENABLE_CAP, &request);
+}
+
 // Capabilities the VMM checks at start-up.
 static const int CKVM_CAP_IRQCHIP = KVM_CAP_IRQCHIP;
 static const int CKVM_CAP_PIT2 = KVM_CAP_PIT2;

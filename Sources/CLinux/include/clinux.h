@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 // Not part of Swift's Glibc module; re-exported through this one.
 #include <sys/epoll.h>
@@ -48,6 +49,16 @@ uint64_t clinux_monotonic_ns(void);
 static inline void clinux_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void clinux_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void clinux_fence_full(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// Whether n bytes are all zero, at memcmp's speed (the bytes compared with themselves, shifted
+// by one): a migration checks every page of guest RAM, in debug builds too.
+static inline int clinux_is_zero(const void *bytes, size_t n) {
+    const unsigned char *b = bytes;
+    return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
+}
+
+// Bitmaps shared between threads (pages a device wrote while a migration reads them).
+static inline void clinux_atomic_or_u64(uint64_t *word, uint64_t bits) { __atomic_fetch_or(word, bits, __ATOMIC_RELAXED); }
+static inline uint64_t clinux_atomic_exchange_u64(uint64_t *word, uint64_t value) { return __atomic_exchange_n(word, value, __ATOMIC_ACQ_REL); }
 
 // O_DIRECT sits behind _GNU_SOURCE; this is its value on x86-64.
 static const int CLINUX_O_DIRECT = 040000;

@@ -13,15 +13,36 @@ public final class VmFd {
 
     deinit { close(fd) }
 
-    /// Maps host memory into the guest-physical address space as slot `slot`.
-    func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, size: UInt64, host: UnsafeMutableRawPointer, readOnly: Bool) throws(SystemError) {
+    /// Maps a slot `MachineMemory` laid out; `logDirty` makes KVM log the pages the guest writes.
+    func setUserMemoryRegion(slot: MachineMemory.Slot, logDirty: Bool = false) throws(SystemError) {
         var region = kvm_userspace_memory_region(
-            slot: slot,
-            flags: readOnly ? UInt32(KVM_MEM_READONLY) : 0,
-            guest_phys_addr: guestAddress,
-            memory_size: size,
-            userspace_addr: UInt64(UInt(bitPattern: host)))
-        try ioctlChecked(fd, CKVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION slot \(slot)")
+            slot: slot.number,
+            flags: (slot.readOnly ? UInt32(KVM_MEM_READONLY) : 0) | (logDirty ? CKVM_MEM_LOG_DIRTY_PAGES : 0),
+            guest_phys_addr: slot.guestAddress,
+            memory_size: slot.size,
+            userspace_addr: UInt64(UInt(bitPattern: slot.host)))
+        try ioctlChecked(fd, CKVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION slot \(slot.number)")
+    }
+
+    /// KVM_ENABLE_CAP on the VM with one argument.
+    func enableCapability(_ capability: Int32, _ argument: UInt64) throws(SystemError) {
+        guard ckvm_enable_cap(fd, UInt32(capability), argument) == 0 else {
+            throw SystemError("KVM_ENABLE_CAP \(capability)", errno: errno)
+        }
+    }
+
+    /// Copies slot `slot`'s dirty bitmap (one bit per 4 KiB page) into `bitmap`.
+    func getDirtyLog(slot: UInt32, into bitmap: UnsafeMutablePointer<UInt64>) throws(SystemError) {
+        guard ckvm_get_dirty_log(fd, slot, bitmap) == 0 else { throw SystemError("KVM_GET_DIRTY_LOG slot \(slot)", errno: errno) }
+    }
+
+    /// Clears the dirty bits `bitmap` holds for pages `firstPage`... of slot `slot` and
+    /// write-protects those pages again (MANUAL_DIRTY_LOG_PROTECT2). `firstPage` must be a
+    /// multiple of 64, and `pageCount` too unless it reaches the slot's end.
+    func clearDirtyLog(slot: UInt32, firstPage: UInt64, pageCount: UInt32, bitmap: UnsafeMutablePointer<UInt64>) throws(SystemError) {
+        guard ckvm_clear_dirty_log(fd, slot, firstPage, pageCount, bitmap) == 0 else {
+            throw SystemError("KVM_CLEAR_DIRTY_LOG slot \(slot) pages \(firstPage)+\(pageCount)", errno: errno)
+        }
     }
 
     /// Real-mode support pages KVM needs on Intel; placed just below the firmware area, as QEMU does.

@@ -42,6 +42,8 @@ public final class Machine {
     /// `migrate-set-parameters mode` and `cpr-exec-command`.
     var migrationMode: MigrationMode = .normal
     var cprExecCommand: [String] = []
+    /// Pre-copy migration settings (migrate-set-parameters / migrate-set-capabilities).
+    var migrationSettings = MigrationSettings()
     /// `migrate-set-parameters x-cpr-exec-bridges`: a live update keeps the guest running in
     /// vCPU bridges across the exec (VcpuBridge). On by default.
     var cprExecBridges = true

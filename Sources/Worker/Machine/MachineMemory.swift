@@ -100,17 +100,33 @@ final class MachineMemory {
     /// the host's hiccups during the update; it costs ~0.2 ms per GiB more in all.
     static let maxSlotSize: UInt64 = 512 << 20
 
+    /// One KVM memory slot: where it lies in guest-physical space and in its RAM block.
+    struct Slot {
+        let number: UInt32
+        let guestAddress: UInt64
+        let size: UInt64
+        let block: RamBlock
+        let blockOffset: UInt64
+        let readOnly: Bool
+        var host: UnsafeMutableRawPointer { block.host + Int(blockOffset) }
+    }
+
+    /// The slots `register` handed to KVM.
+    private(set) var slots: [Slot] = []
+
     /// Hands every region to KVM as memory slots of at most `maxSlotSize` bytes.
     func register(with vm: VmFd) throws(SystemError) {
-        var slot: UInt32 = 0
+        var number: UInt32 = 0
+        slots = []
         for region in guest.regions {
             var offset: UInt64 = 0
             while offset < region.size {
                 let size = min(MachineMemory.maxSlotSize, region.size - offset)
-                try vm.setUserMemoryRegion(
-                    slot: slot, guestAddress: region.start.raw + offset, size: size,
-                    host: region.block.host + Int(region.blockOffset + offset), readOnly: region.readOnly)
-                slot += 1
+                let slot = Slot(number: number, guestAddress: region.start.raw + offset, size: size, block: region.block,
+                                blockOffset: region.blockOffset + offset, readOnly: region.readOnly)
+                try vm.setUserMemoryRegion(slot: slot)
+                slots.append(slot)
+                number += 1
                 offset += size
             }
         }

@@ -35,4 +35,6 @@ public enum MachineEvent: Equatable, Sendable {
     case shutdown(guest: Bool, reason: String)
     /// An outgoing or incoming migration changed status (QMP's MIGRATION event).
     case migration(status: String)
+    /// A pre-copy migration started RAM pass `pass` (QMP's MIGRATION_PASS event).
+    case migrationPass(pass: Int)
 }

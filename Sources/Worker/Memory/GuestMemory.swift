@@ -71,9 +71,24 @@ public final class GuestMemory {
         return try slice(at: address, count: count)
     }
 
+    /// A device wrote into `buffer` (from `writableSlice`), which is now complete: a pre-copy
+    /// migration sends its pages again (DeviceWrites). Call it after the bytes are in place.
+    public func deviceWrote(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let start = buffer.baseAddress, buffer.count > 0 else { return }
+        for region in regions where region.block.contains(start) {
+            region.block.deviceWrites.mark(offset: UnsafeRawPointer(start) - UnsafeRawPointer(region.block.host), count: buffer.count)
+            return
+        }
+    }
+
+    public func deviceWrote(_ buffers: [UnsafeMutableRawBufferPointer]) {
+        for buffer in buffers { deviceWrote(buffer) }
+    }
+
     public func write(_ bytes: some Collection<UInt8>, at address: GuestAddress) throws(GuestMemoryError) {
         let target = try slice(at: address, count: bytes.count)
         target.copyBytes(from: bytes)
+        deviceWrote(target)
     }
 
     public func read(at address: GuestAddress, count: Int) throws(GuestMemoryError) -> [UInt8] {
@@ -88,11 +103,13 @@ public final class GuestMemory {
     public func store<T: FixedWidthInteger>(_ value: T, at address: GuestAddress) throws(GuestMemoryError) {
         let bytes = try slice(at: address, count: MemoryLayout<T>.size)
         bytes.storeBytes(of: value.littleEndian, as: T.self)
+        deviceWrote(bytes)
     }
 
     /// Sets [address, address+count) to zero.
     public func zero(at address: GuestAddress, count: Int) throws(GuestMemoryError) {
         let bytes = try slice(at: address, count: count)
         bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        deviceWrote(bytes)
     }
 }

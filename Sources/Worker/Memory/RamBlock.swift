@@ -28,6 +28,8 @@ public final class RamBlock {
     let host: UnsafeMutableRawPointer
     /// What the host granted for transparent huge pages, for the start-up log.
     private var hugePagesAdvised = false
+    /// Pages cprvmm's devices wrote, for a pre-copy migration (DeviceWrites).
+    let deviceWrites: DeviceWrites
 
     private init(name: String, size: UInt64, backing: RamBacking, shared: Bool, fd: Int32?, host: UnsafeMutableRawPointer) {
         self.name = name
@@ -36,6 +38,12 @@ public final class RamBlock {
         self.shared = shared
         self.fd = fd
         self.host = host
+        self.deviceWrites = DeviceWrites(blockSize: size)
+    }
+
+    /// Whether `pointer` lies in this block's mapping.
+    func contains(_ pointer: UnsafeRawPointer) -> Bool {
+        pointer >= UnsafeRawPointer(host) && pointer < UnsafeRawPointer(host) + Int(size)
     }
 
     deinit {

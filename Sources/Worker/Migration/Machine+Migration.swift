@@ -27,6 +27,12 @@ extension Machine {
         return job
     }
 
+    /// New parameters or capabilities; a migration under way takes the parameters at once.
+    func setMigrationSettings(_ settings: MigrationSettings) {
+        migrationSettings = settings
+        if let job = outgoingMigration, !job.currentStatus.isFinished { job.update(settings) }
+    }
+
     /// QMP `migrate-incoming`: only for a VM started with `-incoming defer`.
     func startDeferredIncoming(_ uri: MigrationURI) throws(QMPError) {
         guard config.incoming == .deferred, runState == .inmigrate else {

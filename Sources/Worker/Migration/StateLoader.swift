@@ -18,7 +18,7 @@ final class StateLoader {
     /// Returns the description of the VM the stream came from.
     func load(from reader: StateReader) throws -> MachineDescription {
         guard let first = try reader.nextSection() else { throw StateFormatError.malformed("the state stream holds no sections") }
-        let incoming = try MachineDescription.decode(first)
+        var incoming = try MachineDescription.decode(first)
         if let difference = machine.describe(copying: { _ in true }, wasRunning: false).mismatch(with: incoming) {
             throw ConfigurationError("incoming migration refused: \(difference)")
         }
@@ -33,6 +33,10 @@ final class StateLoader {
                 continue  // already in place
             case Machine.ramHeaderSection:
                 pendingRAM = try ramTarget(section(header))
+            case RamStreamer.zeroSection:
+                try zeroRAM(section(header))
+            case Machine.runStateSection:
+                incoming.wasRunning = try Machine.decodeRunState(section(header))
             case VcpuBridge.sectionName:
                 guard header.version == VcpuBridge.sectionVersion, header.length == 0 else {
                     throw StateFormatError.malformed("section '\(header.name)' has version \(header.version) and \(header.length) bytes; this cprvmm reads version \(VcpuBridge.sectionVersion), empty")
@@ -100,6 +104,23 @@ final class StateLoader {
 
     private func section(_ header: (name: String, version: UInt32, length: Int)) -> StateSection {
         StateSection(name: header.name, version: header.version, payload: Array(scratch[..<header.length]))
+    }
+
+    /// A `ram.zero` marker: a range the source found zero after sending it earlier (pre-copy).
+    private func zeroRAM(_ section: StateSection) throws {
+        guard section.version == RamStreamer.zeroSectionVersion else {
+            throw StateFormatError.malformed("section '\(section.name)' has version \(section.version); this cprvmm reads version \(RamStreamer.zeroSectionVersion)")
+        }
+        var decoder = StateDecoder(section.payload, section: section.name)
+        let blockIndex = Int(try decoder.u32())
+        let offset = try decoder.u64()
+        let length = try decoder.u64()
+        try decoder.finish()
+        let blocks = machine.memory.blocks
+        guard blocks.indices.contains(blockIndex), offset <= blocks[blockIndex].size, length <= blocks[blockIndex].size - offset else {
+            throw StateFormatError.malformed("section 'ram.zero': block \(blockIndex) offset \(offset) length \(length) lies outside guest RAM")
+        }
+        (blocks[blockIndex].host + Int(offset)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(length))
     }
 
     private func ramTarget(_ section: StateSection) throws -> (block: RamBlock, offset: Int, length: Int) {

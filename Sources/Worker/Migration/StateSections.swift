@@ -15,6 +15,8 @@ enum StateSections {
         Serial16550.sectionName: Serial16550.sectionVersion,
         Machine.ramHeaderSection: Machine.ramSectionVersion,
         Machine.ramDataSection: Machine.ramSectionVersion,
+        RamStreamer.zeroSection: RamStreamer.zeroSectionVersion,
+        Machine.runStateSection: Machine.runStateSectionVersion,
         VcpuBridge.sectionName: VcpuBridge.sectionVersion,
     ]
 

@@ -6,23 +6,56 @@ extension QMPCommands {
         QMPCommand(name: "migrate-set-parameters", parameters: [
             .optional("mode", .string), .optional("cpr-exec-command", .array), .optional("cpr-exec-args", .array),
             .optional("x-cpr-exec-bridges", .bool), .optional("x-cpr-exec-probe", .bool),
-        ]) { machine, arguments in
+        ] + MigrationSettings.limits.keys.sorted().map { .optional($0, .int) }) { machine, arguments in
             // Check everything before changing anything.
             let mode = try arguments["mode"]?.stringValue.map(parseMode)
             let command = try (arguments["cpr-exec-command"] ?? arguments["cpr-exec-args"]).map(parseCommand)
+            var settings = machine.migrationSettings
+            for (name, range) in MigrationSettings.limits.sorted(by: { $0.key < $1.key }) {
+                guard let value = arguments[name]?.intValue else { continue }
+                guard value >= 0, range.contains(UInt64(value)) else {
+                    throw QMPError("Parameter '\(name)' expects a value in \(range.lowerBound)...\(range.upperBound), not \(value)")
+                }
+                settings.set(name, UInt64(value))
+            }
             if let mode { machine.migrationMode = mode }
             if let command { machine.cprExecCommand = command }
             if let bridges = arguments["x-cpr-exec-bridges"]?.boolValue { machine.cprExecBridges = bridges }
             if let probe = arguments["x-cpr-exec-probe"]?.boolValue { machine.cprExecProbe = probe }
+            machine.setMigrationSettings(settings)
             return .object([:])
         },
         QMPCommand(name: "query-migrate-parameters", parameters: []) { machine, _ in
-            .object([
+            var parameters: JSONObject = [
                 "mode": .string(machine.migrationMode.rawValue),
                 "cpr-exec-command": .array(machine.cprExecCommand.map { .string($0) }),
                 "x-cpr-exec-bridges": .bool(machine.cprExecBridges),
                 "x-cpr-exec-probe": .bool(machine.cprExecProbe),
-            ])
+            ]
+            for (key, value) in machine.migrationSettings.parameters { parameters[key] = value }
+            return .object(parameters)
+        },
+        QMPCommand(name: "migrate-set-capabilities", parameters: [.required("capabilities", .array)]) { machine, arguments in
+            var settings = machine.migrationSettings
+            for item in arguments["capabilities"]?.arrayValue ?? [] {
+                guard case .object(let entry) = item, let name = entry["capability"]?.stringValue, let state = entry["state"]?.boolValue else {
+                    throw QMPError("Invalid parameter type for 'capabilities', expected: a list of {\"capability\": NAME, \"state\": BOOL}")
+                }
+                switch name {
+                case "events": settings.events = state
+                case "auto-converge": settings.autoConverge = state
+                default:
+                    throw QMPError("Parameter 'capability' does not accept value '\(name)' (this cprvmm has: \(MigrationSettings.capabilityNames.joined(separator: ", ")))")
+                }
+            }
+            if let job = machine.outgoingMigration, !job.currentStatus.isFinished {
+                throw QMPError("There's a migration process in progress")
+            }
+            machine.setMigrationSettings(settings)
+            return .object([:])
+        },
+        QMPCommand(name: "query-migrate-capabilities", parameters: []) { machine, _ in
+            .array(machine.migrationSettings.capabilities)
         },
         QMPCommand(name: "migrate", parameters: [
             .required("uri", .string), .optional("detach", .bool), .optional("resume", .bool),

@@ -105,6 +105,9 @@ final class QMPServer {
         case .migration(let status):
             message["event"] = "MIGRATION"
             message["data"] = .object(["status": .string(status)])
+        case .migrationPass(let pass):
+            message["event"] = "MIGRATION_PASS"
+            message["data"] = .object(["pass": .int(Int64(pass))])
         }
         message["timestamp"] = .object(["seconds": .int(Int64(seconds)), "microseconds": .int(Int64((time - seconds) * 1e6))])
         for client in clients.values where client.negotiated { send(message, to: client) }

@@ -78,7 +78,7 @@ extension Machine {
         guard Worker.serviceManager != nil else { return }
         eventListeners.append { [unowned self] event in
             switch event {
-            case .stop, .resume, .migration: Worker.notifyService(.status(serviceStatus))
+            case .stop, .resume, .migration, .migrationPass: Worker.notifyService(.status(serviceStatus))
             case .shutdown: break
             }
         }

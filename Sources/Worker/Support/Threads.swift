@@ -16,3 +16,12 @@ func spawnDetachedThread(_ body: @escaping () -> Void) throws(SystemError) {
     }
     pthread_detach(thread)
 }
+
+/// Sleeps this thread for `nanoseconds`, resuming after a signal (vCPU kicks) until the time is up.
+func sleepNanoseconds(_ nanoseconds: UInt64) {
+    var remaining = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    while true {
+        var request = remaining
+        guard nanosleep(&request, &remaining) != 0, errno == EINTR else { return }
+    }
+}

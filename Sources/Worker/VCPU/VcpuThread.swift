@@ -22,6 +22,8 @@ final class VcpuThread {
     private var tid: Int32 = 0
     /// Exits taken so far; the halt watchdog reads it to spot vCPUs that never exit.
     private(set) var exitCount: UInt64 = 0
+    /// Auto-converge (MigrationThrottle): how long the vCPU sleeps after each throttle kick.
+    private var throttleSleepNanoseconds: UInt64 = 0
 
     init(vcpu: VcpuFd, handler: VcpuExitHandler) {
         self.vcpu = vcpu
@@ -78,6 +80,15 @@ final class VcpuThread {
         }
     }
 
+    /// Auto-converge: kicks the vCPU out of the guest and has it sleep `nanoseconds` before it
+    /// goes on (0: no more sleeping). A pause requested meanwhile waits for the sleep to end.
+    func throttle(sleeping nanoseconds: UInt64) {
+        lock.withLock {
+            throttleSleepNanoseconds = nanoseconds
+            if nanoseconds > 0 && acknowledged == .running { kickLocked() }
+        }
+    }
+
     func join() {
         guard started else { return }
         pthread_join(thread, nil)
@@ -99,7 +110,9 @@ final class VcpuThread {
         while true {
             guard case .run(let probe) = nextStep() else { return }
             if probe && checkHaltedForever() { park(); continue }
-            if !runUntilInterrupted() { park() }
+            if !runUntilInterrupted() { park(); continue }
+            let sleep = lock.withLock { requested == .running ? throttleSleepNanoseconds : 0 }
+            if sleep > 0 { sleepNanoseconds(sleep) }
         }
     }
 

@@ -106,6 +106,7 @@ final class VirtioBlock: VirtioDeviceModel {
                     return fail(chain.head, "\(error)")
                 }
                 let done = reading ? image.read(into: target, at: offset) : image.write(from: UnsafeRawBufferPointer(target), at: offset)
+                if reading { memory.deviceWrote(target) }
                 guard done else { return fail(chain.head, "\(reading ? "reading" : "writing") \(image.path) at byte \(offset) failed: \(SystemError.describe(errno))") }
                 offset += UInt64(buffer.length)
             }
@@ -120,7 +121,9 @@ final class VirtioBlock: VirtioDeviceModel {
             var id = serial + [UInt8](repeating: 0, count: VirtioBlock.idSize - serial.count)
             id = Array(id.prefix(Int(buffer.length)))
             do {
-                try memory.writableSlice(at: GuestAddress(buffer.address), count: id.count).copyBytes(from: id)
+                let target = try memory.writableSlice(at: GuestAddress(buffer.address), count: id.count)
+                target.copyBytes(from: id)
+                memory.deviceWrote(target)
             } catch {
                 return fail(chain.head, "\(error)")
             }

@@ -109,6 +109,7 @@ extension VirtioNet {
             let skip = tap.vnetHeader ? 0 : TapBackend.headerSize
             var vectors = iovecs(allSlices, skipping: skip)
             let got = readv(tap.fd, &vectors, Int32(vectors.count))
+            if got > 0 { memory.deviceWrote(allSlices) }
             if got < 0 {
                 let error = errno
                 queue.nextAvail = start
@@ -145,6 +146,7 @@ extension VirtioNet {
             }
             queue.nextAvail = start &+ UInt16(used.count)
             writeHeader(into: allSlices, buffers: UInt16(used.count), zeroed: !tap.vnetHeader)
+            memory.deviceWrote(allSlices)
             do {
                 for entry in used where try queue.push(head: entry.head, written: entry.written, memory) { wantsInterrupt = true }
             } catch {
@@ -219,6 +221,7 @@ extension VirtioNet {
         }
         queue.nextAvail = start &+ UInt16(used.count)
         writeHeader(into: chains.flatMap(\.slices), buffers: UInt16(used.count), zeroed: false)
+        memory.deviceWrote(chains.flatMap(\.slices))
         var wantsInterrupt = false
         for entry in used where try queue.push(head: entry.head, written: entry.written, memory) { wantsInterrupt = true }
         count {
