@@ -316,6 +316,7 @@ final class OutgoingMigration {
                 "dirty-sync-count": .int(Int64(stats.dirtySyncCount)),
                 "dirty-pages-rate": .int(Int64(stats.dirtyPagesRate)),
                 "mbps": .double(stats.bytesPerSecond * 8 / 1e6),
+                "pages-per-second": .int(Int64(stats.bytesPerSecond / Double(pageSize))),
                 "precopy-bytes": .int(Int64(stats.precopyBytes)), "downtime-bytes": .int(Int64(stats.downtimeBytes)),
                 "postcopy-bytes": .int(0),
                 "x-passes": .int(Int64(stats.passes)),

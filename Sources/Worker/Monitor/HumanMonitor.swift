@@ -12,7 +12,8 @@ struct HumanMonitor {
         ("migrate [-d] uri", "migrate to URI (using -d to not wait for completion)"),
         ("migrate_cancel", "cancel the current VM migration"),
         ("migrate_incoming uri", "Continue an incoming migration from an -incoming defer"),
-        ("migrate_set_parameter parameter value", "Set the parameter for migration (mode)"),
+        ("migrate_set_capability capability state", "Enable/Disable the usage of a capability for migration"),
+        ("migrate_set_parameter parameter value", "Set the parameter for migration"),
         ("quit|q", "quit the emulator"),
         ("set_link name on|off", "change the link status of a network adapter"),
         ("stop|s", "stop emulation"),
@@ -22,6 +23,7 @@ struct HumanMonitor {
         ("info cpus", "show infos for each CPU"),
         ("info memdev", "show memory backends"),
         ("info migrate", "show migration status"),
+        ("info migrate_capabilities", "show current migration capabilities"),
         ("info migrate_parameters", "show current migration parameters"),
         ("info name", "show the current VM name"),
         ("info network", "show the network state"),
@@ -61,9 +63,30 @@ struct HumanMonitor {
             case "x-cpr-exec-probe":
                 guard words.count == 3, ["on", "off"].contains(words[2]) else { return "Error: usage: migrate_set_parameter x-cpr-exec-probe on|off\n" }
                 machine.cprExecProbe = words[2] == "on"
+            case let name where MigrationSettings.limits[name] != nil:
+                // QEMU's HMP takes max-bandwidth as a size (100M) and the rest as numbers.
+                let parsed = name == "max-bandwidth" ? SizeParser.parse(words[2], defaultUnit: 1 << 20) : UInt64(words[2])
+                guard words.count == 3, let value = parsed, MigrationSettings.limits[name]!.contains(value) else {
+                    let range = MigrationSettings.limits[name]!
+                    return "Error: usage: migrate_set_parameter \(name) N (\(range.lowerBound)...\(range.upperBound)\(name == "max-bandwidth" ? " bytes/s, or with a K/M/G suffix" : ""))\n"
+                }
+                var settings = machine.migrationSettings
+                settings.set(name, value)
+                machine.setMigrationSettings(settings)
             default:
                 return "Error: unknown migration parameter '\(words[1])'\n"
             }
+            return ""
+        case "migrate_set_capability":
+            guard words.count == 3, ["on", "off"].contains(words[2]) else { return "Error: usage: migrate_set_capability CAPABILITY on|off\n" }
+            if let job = machine.outgoingMigration, !job.currentStatus.isFinished { return "Error: There's a migration process in progress\n" }
+            var settings = machine.migrationSettings
+            switch words[1] {
+            case "events": settings.events = words[2] == "on"
+            case "auto-converge": settings.autoConverge = words[2] == "on"
+            default: return "Error: Parameter 'capability' does not accept value '\(words[1])' (this cprvmm has: \(MigrationSettings.capabilityNames.joined(separator: ", ")))\n"
+            }
+            machine.setMigrationSettings(settings)
             return ""
         case "help", "?":
             return help()
@@ -108,19 +131,42 @@ struct HumanMonitor {
         return nil
     }
 
-    /// `info migrate`, in QEMU's words.
+    /// `info migrate`, in QEMU 7.2's layout (hmp_info_migrate): the status line with a
+    /// failure's reason, times, then the ram counters.
     static func describeMigration(_ info: JSONObject) -> String {
         guard let status = info["status"]?.stringValue else { return "" }
-        var text = "Migration status: \(status)\n"
-        if let error = info["error-desc"]?.stringValue { text += "Error desc: \(error)\n" }
+        var text = "Migration status: \(status)"
+        if let error = info["error-desc"]?.stringValue { text += " (\(error))" }
+        text += "\n"
         if let total = info["total-time"]?.intValue { text += "total time: \(total) ms\n" }
+        if let expected = info["expected-downtime"]?.intValue { text += "expected downtime: \(expected) ms\n" }
         if let downtime = info["downtime"]?.intValue { text += "downtime: \(downtime) ms\n" }
         if let setup = info["setup-time"]?.intValue { text += "setup: \(setup) ms\n" }
         if let ram = info["ram"]?.objectValue {
-            if let transferred = ram["transferred"]?.intValue { text += "transferred ram: \(transferred >> 10) kbytes\n" }
-            if let remaining = ram["remaining"]?.intValue { text += "remaining ram: \(remaining >> 10) kbytes\n" }
-            if let total = ram["total"]?.intValue { text += "total ram: \(total >> 10) kbytes\n" }
+            func value(_ key: String) -> Int64 { ram[key]?.intValue ?? 0 }
+            text += "transferred ram: \(value("transferred") >> 10) kbytes\n"
+            if case .double(let mbps) = ram["mbps"] {
+                let hundredths = Int((mbps * 100).rounded())
+                let fraction = String(hundredths % 100)
+                text += "throughput: \(hundredths / 100).\(fraction.count < 2 ? "0" + fraction : fraction) mbps\n"
+            }
+            text += "remaining ram: \(value("remaining") >> 10) kbytes\n"
+            text += "total ram: \(value("total") >> 10) kbytes\n"
+            if ram["normal"] != nil {
+                text += "duplicate: \(value("duplicate")) pages\n"
+                text += "skipped: 0 pages\n"
+                text += "normal: \(value("normal")) pages\n"
+                text += "normal bytes: \(value("normal-bytes") >> 10) kbytes\n"
+                text += "dirty sync count: \(value("dirty-sync-count"))\n"
+                text += "page size: \(value("page-size") >> 10) kbytes\n"
+                text += "multifd bytes: 0 kbytes\n"
+                text += "pages-per-second: \(value("pages-per-second"))\n"
+                if value("dirty-pages-rate") > 0 { text += "dirty pages rate: \(value("dirty-pages-rate")) pages\n" }
+                if value("precopy-bytes") > 0 { text += "precopy ram: \(value("precopy-bytes") >> 10) kbytes\n" }
+                if value("downtime-bytes") > 0 { text += "downtime ram: \(value("downtime-bytes") >> 10) kbytes\n" }
+            }
         }
+        if let throttle = info["cpu-throttle-percentage"]?.intValue { text += "cpu throttle percentage: \(throttle)\n" }
         return text
     }
 
@@ -151,7 +197,13 @@ struct HumanMonitor {
         case "network":
             return HumanMonitor.describeNetwork(machine.nics.map(QMPCommands.nicInfo))
         case "migrate_parameters":
+            let settings = machine.migrationSettings
             return "mode: \(machine.migrationMode.rawValue)\ncpr-exec-command: \(machine.cprExecCommand.joined(separator: " "))\nx-cpr-exec-bridges: \(machine.cprExecBridges ? "on" : "off")\nx-cpr-exec-probe: \(machine.cprExecProbe ? "on" : "off")\n"
+                + "downtime-limit: \(settings.downtimeLimitMs) ms\nmax-bandwidth: \(settings.maxBandwidth) bytes/second\n"
+                + "cpu-throttle-initial: \(settings.throttleInitial)\ncpu-throttle-increment: \(settings.throttleIncrement)\nmax-cpu-throttle: \(settings.throttleMax)\nx-max-passes: \(settings.maxPasses)\n"
+        case "migrate_capabilities":
+            let settings = machine.migrationSettings
+            return "events: \(settings.events ? "on" : "off")\nauto-converge: \(settings.autoConverge ? "on" : "off")\n"
         case "memdev":
             return machine.ramBlocks.map { block in
                 var text = "memory backend: \(block.name)\n"
