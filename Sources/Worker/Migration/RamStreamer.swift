@@ -29,10 +29,14 @@ final class RamStreamer {
     /// or throw (a cancelled migration).
     var pace: (UInt64) throws -> Void = { _ in }
 
+    private let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: Machine.ramChunkSize, alignment: 64)
+
     init(writer: StateWriter, blocks: [(index: Int, block: RamBlock)]) {
         self.writer = writer
         self.blocks = blocks
     }
+
+    deinit { snapshot.deallocate() }
 
     /// Every page of every block that is not zero.
     func sendAll() throws {
@@ -88,8 +92,12 @@ final class RamStreamer {
                 header.u64(UInt64(offset))
                 header.u32(UInt32(length))
                 try writer.writeSection(Machine.ramHeaderSection, version: Machine.ramSectionVersion, payload: header.bytes)
+                // A copy: the guest may write the page while it is sent (pre-copy), and the
+                // section's CRC must cover exactly the bytes that go out. A page written
+                // meanwhile is in the dirty log and goes again.
+                snapshot.baseAddress!.copyMemory(from: block.host + offset, byteCount: length)
                 try writer.writeSection(Machine.ramDataSection, version: Machine.ramSectionVersion,
-                                        payload: UnsafeRawBufferPointer(start: block.host + offset, count: length))
+                                        payload: UnsafeRawBufferPointer(rebasing: snapshot[..<length]))
                 counters.normalPages += UInt64(end - page)
             }
             try pace(writer.bytesWritten)
