@@ -66,3 +66,35 @@ import Testing
         #expect(block.fd != nil)
     }
 }
+
+/// DeviceWrites: what a pre-copy migration learns about pages cprvmm's devices wrote.
+@Suite struct DeviceWritesTests {
+    static func pages(_ block: RamBlock) -> [Int] {
+        (0..<block.deviceWrites.wordCount).flatMap { word in
+            let bits = block.deviceWrites.take(word: word)
+            return (0..<64).filter { bits & (1 << UInt64($0)) != 0 }.map { word * 64 + $0 }
+        }
+    }
+
+    @Test("stores, writes and completed device buffers mark their pages in their block, once")
+    func marksPagesOfTheRightBlock() throws {
+        let memory = try GuestMemoryTests.makeMemory()
+        let low = memory.regions[0].block, high = memory.regions[1].block
+        try memory.store(UInt32(1), at: GuestAddress(0x2FFE))           // straddles pages 2 and 3
+        try memory.write([1, 2, 3], at: GuestAddress(0x100000))       // high block page 8 (offset 0x8000)
+        let buffer = try memory.writableSlice(at: GuestAddress(0x5000), count: 0x2000)
+        #expect(Self.pages(low) == [2, 3], "a buffer taken for writing is not marked before its bytes are in")
+        memory.deviceWrote(buffer)
+        #expect(Self.pages(low) == [5, 6])
+        #expect(Self.pages(high) == [8])
+        #expect(Self.pages(low).isEmpty && Self.pages(high).isEmpty, "take clears")
+    }
+
+    @Test("reads mark nothing")
+    func readsMarkNothing() throws {
+        let memory = try GuestMemoryTests.makeMemory()
+        _ = try memory.read(at: GuestAddress(0x1000), count: 16)
+        _ = try memory.load(UInt64.self, at: GuestAddress(0x100008))
+        #expect(Self.pages(memory.regions[0].block).isEmpty && Self.pages(memory.regions[1].block).isEmpty)
+    }
+}

@@ -27,6 +27,22 @@ extension Machine {
         return job
     }
 
+    /// Under systemd a VM whose guest now runs on another host has nothing left to do: the
+    /// unit stops cleanly (exit 0, fd store emptied, no restart) a second after the migration
+    /// completed, so a client following query-migrate sees "completed" first. Outside systemd
+    /// the VMM stays in postmigrate, as QEMU does, until told to quit.
+    func migrationCompleted(to uri: MigrationURI) {
+        guard Worker.serviceManager != nil else { return }
+        Worker.notifyService(.status("migrated to \(uri): the guest runs there now; stopping"))
+        do {
+            _ = try loop.addTimeout(milliseconds: 1000) { [unowned self] in
+                requestExit(status: 0, reason: "migrated to \(uri): the guest runs there now; this unit stops", cause: "host-qmp-quit", state: .postmigrate)
+            }
+        } catch {
+            requestExit(status: 0, reason: "migrated to \(uri): the guest runs there now; this unit stops", cause: "host-qmp-quit", state: .postmigrate)
+        }
+    }
+
     /// New parameters or capabilities; a migration under way takes the parameters at once.
     func setMigrationSettings(_ settings: MigrationSettings) {
         migrationSettings = settings

@@ -189,6 +189,7 @@ final class OutgoingMigration {
             }
             machine.loop.sync { [machine] in machine.runState = .postmigrate }
             set(.completed)
+            if isPrecopy { machine.loop.post { [machine, uri] in machine.migrationCompleted(to: uri) } }
         } catch {
             channel.cancel()
             throttle.set(percent: 0)
