@@ -139,7 +139,6 @@ final class OutgoingMigration {
         }
         set(.active)
         var wasRunning = false
-        var paused: UInt64?
         do {
             let writer = try StateWriter(sink: channel)
             let ram = RamStreamer(writer: writer, blocks: blocks)
@@ -263,6 +262,8 @@ final class OutgoingMigration {
 
     /// After every run of pages: counters, a cancel, and the bandwidth limit (sleeping until
     /// the stream is back under max-bandwidth, averaged over windows of 100 ms).
+    /// When the guest was stopped for the last pass (migration thread only).
+    private var paused: UInt64?
     private var windowStart: UInt64 = 0
     private var windowBytes: UInt64 = 0
     private func pace(_ written: UInt64, ram: RamStreamer) throws {
@@ -270,11 +271,12 @@ final class OutgoingMigration {
             stats.transferred = written
             stats.normalPages = ram.counters.normalPages
             stats.zeroPages = ram.counters.zeroPages
-            if downtimeNanoseconds == nil { stats.precopyBytes = written }
+            if paused == nil { stats.precopyBytes = written }
             return settings.maxBandwidth
         }
         if cancelling { throw MigrationChannelError("the migration to \(uri) was cancelled") }
-        guard limit > 0 else { return }
+        // The guest is paused for the last pass: as QEMU, no limit then.
+        guard limit > 0, paused == nil else { return }
         let window: UInt64 = 100_000_000
         var now = monotonicNanoseconds()
         if now - windowStart >= window {
