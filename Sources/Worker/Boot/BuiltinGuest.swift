@@ -57,4 +57,30 @@ enum BuiltinGuest {
         }
         return result
     }
+
+    /// The smallest dirty area `dirty=` accepts.
+    static let minimumDirtyArea: UInt64 = 1 << 20
+
+    /// Where the `dirty=` workload writes: the largest piece of RAM above the boot area that
+    /// no fill range covers, 4 KiB aligned; nil if no piece has `minimumDirtyArea` bytes.
+    static func dirtyArea(ram: [BootInfo.Range], fill: [BootInfo.Range]) -> BootInfo.Range? {
+        var best: BootInfo.Range?
+        for range in ram {
+            var start = (max(range.start, UInt64(GUEST_RESERVED_END)) + 0xFFF) & ~0xFFF
+            let end = range.end & ~0xFFF
+            // The fill ranges are sorted and do not overlap: walk the gaps they leave here.
+            for filled in fill + [(end, end)] where filled.end > start && filled.start <= end {
+                let pieceEnd = max(start, min(filled.start & ~0xFFF, end))
+                if pieceEnd - start > (best.map { $0.end - $0.start } ?? 0) { best = (start, pieceEnd) }
+                start = max(start, (filled.end + 0xFFF) & ~0xFFF)
+            }
+        }
+        guard let best, best.end - best.start >= minimumDirtyArea else { return nil }
+        return best
+    }
+
+    /// Pages per second for `dirty=percent` of `ramSize` bytes of RAM.
+    static func dirtyRate(percent: Int, ramSize: UInt64) -> UInt64 {
+        UInt64(percent) * ramSize / 100 / 4096
+    }
 }

@@ -235,6 +235,11 @@ public final class Machine {
                     info.netBar = UInt64(GUEST_NET_BAR4)
                     info.netIP = config.builtinGuest.ip
                 }
+                let dirtyPercent = config.builtinGuest.dirtyPercent
+                if dirtyPercent > 0, let area = BuiltinGuest.dirtyArea(ram: memory.ramRanges, fill: info.fillRanges) {
+                    info.dirtyRate = BuiltinGuest.dirtyRate(percent: dirtyPercent, ramSize: config.ramSize)
+                    info.dirtyArea = area
+                }
             }
             try info.write(into: memory.guest)
         }
