@@ -17,6 +17,9 @@ enum BuiltinGuest {
         guard blob.count >= Int(BG_HEADER_SIZE), blob.loadUnaligned(as: UInt32.self) == UInt32(BG_MAGIC_VALUE) else { throw LoadError.badBlob }
         let code = UInt64(GUEST_CODE)
         try memory.write(blob, at: GuestAddress(code))
+        // The guest counts on its status records and variables starting at zero, as fresh RAM
+        // does; a mem-path file may still hold an earlier VM's (its ticks, counters, cursors).
+        try memory.zero(at: GuestAddress(UInt64(GUEST_STATUS)), count: Int(GUEST_KERNEL_STACKS - GUEST_STATUS))
         func entry(_ offset: Int32) -> UInt64 { code + UInt64(blob.loadUnaligned(fromByteOffset: Int(offset), as: UInt32.self)) }
 
         let fatalStubs = entry(BG_FATAL_STUBS)
