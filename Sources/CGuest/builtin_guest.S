@@ -27,6 +27,12 @@
 // With a virtio-net NIC (BI_NET_BAR), vCPU 0 also answers ARP, ICMP echo and UDP echo at
 // BI_NET_IP (builtin_guest_net.inc); every 1000th tick line adds frames in and replies out.
 //
+// With BI_DIRTY_RATE > 0, vCPU 0 also rewrites that many pages of the dirty area
+// (BI_DIRTY_START..BI_DIRTY_END) per second, a few every tick, in sweeps over the area: sweep n
+// (from 1) checks that word 0 of the page holds n - 1 and stores n. A page that a migration
+// or live update failed to carry over holds an older number and is reported as MEMORY
+// CORRUPTION on the next pass over it. Every 1000th tick line adds the pages written.
+//
 // The code is position-independent (no absolute relocations): the only absolute addresses
 // are the fixed guest-physical ones from guest_layout.h.
 
@@ -50,6 +56,7 @@
 #define SHARED_NET_TX_AVAIL (GUEST_SHARED_DATA + 0xb0)  // frames made available for transmit
 #define SHARED_NET_MAC (GUEST_SHARED_DATA + 0xb8)       // 6 bytes, from the device's configuration
 #define SHARED_NET_LINK (GUEST_SHARED_DATA + 0xe0)      // the link status last seen: 1 up, 0 down
+#define SHARED_DIRTY_CREDIT (GUEST_SHARED_DATA + 0xf8)  // BI_DIRTY_RATE added per tick; 1000 buys a page
 #define RX_MAX 64
 #define SHARED_OUT_BUF (GUEST_SHARED_DATA + 0x100)
 #define LAPIC_BASE 0xfee00000
@@ -280,6 +287,7 @@ tick:
     jb 1f
     lea (%rax, %rcx), %rbp
 1:  incq ST_TICKS(%r14)
+    call dirty_step
     // Input is polled every 8th tick: each poll is a trapped port read, and 8 ms is quick enough for typing.
     testq $7, ST_TICKS(%r14)
     jnz 4f
@@ -338,7 +346,14 @@ tick:
     rep movsb
     mov GUEST_NET_FRAMES_OUT, %rax
     call put_decimal
-6:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
+6:  cmpq $0, GUEST_BOOT_INFO + BI_DIRTY_RATE
+    je 7f
+    lea msg_dirty_pages(%rip), %rsi
+    mov $msg_dirty_pages_len, %ecx
+    rep movsb
+    mov GUEST_DIRTY_PAGES, %rax
+    call put_decimal
+7:  cmpq $1, GUEST_BOOT_INFO + BI_CPU_COUNT
     jbe 2f
     lea msg_cpu1(%rip), %rsi
     mov $msg_cpu1_len, %ecx
@@ -543,6 +558,99 @@ report_corruption:
     pop %rax
     pop %r9
     jmp chunk_done
+
+// ---- the dirtying workload (vCPU 0, from tick). Preserves the main loop's registers;
+// clobbers rax, rcx, rdx, rsi, rdi and r8-r11.
+
+// Writes BI_DIRTY_RATE / 1000 pages (the remainder carried over to the next tick): at about
+// 1000 ticks a second, BI_DIRTY_RATE pages a second. Ticks skipped after a pause are not
+// made up for, so the rate is per second of the guest's running time.
+dirty_step:
+    mov GUEST_BOOT_INFO + BI_DIRTY_RATE, %rax
+    test %rax, %rax
+    jz 9f
+    add SHARED_DIRTY_CREDIT, %rax
+1:  cmp $1000, %rax
+    jb 8f
+    sub $1000, %rax
+    push %rax
+    call dirty_page
+    pop %rax
+    jmp 1b
+8:  mov %rax, SHARED_DIRTY_CREDIT
+9:  ret
+
+// Writes the page at the cursor, sweep n = GUEST_DIRTY_SWEEPS + 1: pages behind the cursor
+// hold n, pages ahead n - 1 (0 in sweep 1: fresh RAM), which is checked before n is stored.
+// The cursor is GUEST_DIRTY_PAGES - GUEST_DIRTY_SWEEPS * (pages in the area).
+dirty_page:
+    mov GUEST_BOOT_INFO + BI_DIRTY_START, %r8
+    mov GUEST_BOOT_INFO + BI_DIRTY_END, %r9
+    mov %r9, %rcx
+    sub %r8, %rcx
+    shr $12, %rcx                // pages in the area
+    mov GUEST_DIRTY_SWEEPS, %rsi // n - 1
+    mov %rsi, %rax
+    imul %rcx, %rax
+    mov GUEST_DIRTY_PAGES, %rdi
+    sub %rax, %rdi
+    shl $12, %rdi
+    add %r8, %rdi                // the page
+    lea 1(%rsi), %rax            // n
+    cmp (%rdi), %rsi
+    jne dirty_mismatch
+dirty_store:
+    mov %rax, (%rdi)
+    incq GUEST_DIRTY_PAGES
+    add $4096, %rdi
+    cmp %r9, %rdi
+    jb 1f
+    incq GUEST_DIRTY_SWEEPS      // the next page is the area's first again
+1:  ret
+
+// Word 0 of the page at %rdi is not n - 1 (%rsi): counted as a corruption and reported as
+// "MEMORY CORRUPTION at 0x<gpa> (expected n - 1, found ...)" (the first 100 corruptions,
+// then every 1000th: a page range a migration lost could otherwise print for seconds);
+// then n (%rax) is stored anyway and the sweep goes on.
+dirty_mismatch:
+    incq ST_CORRUPTIONS(%r14)
+    push %rax
+    push %r9
+    push %rdi
+    push %rsi
+    mov ST_CORRUPTIONS(%r14), %rax
+    cmp $100, %rax
+    jbe 1f
+    xor %edx, %edx
+    mov $1000, %ecx
+    div %rcx
+    test %rdx, %rdx
+    jnz 2f
+1:  mov $SHARED_OUT_BUF, %rdi
+    lea msg_corrupt(%rip), %rsi
+    mov $msg_corrupt_len, %ecx
+    rep movsb
+    mov 8(%rsp), %rax            // the page
+    call put_hex
+    lea msg_expected(%rip), %rsi
+    mov $msg_expected_len, %ecx
+    rep movsb
+    mov (%rsp), %rax             // n - 1
+    call put_hex
+    lea msg_found(%rip), %rsi
+    mov $msg_found_len, %ecx
+    rep movsb
+    mov 8(%rsp), %rax
+    mov (%rax), %rax
+    call put_hex
+    movw $0x0a29, (%rdi)         // ")\n"
+    add $2, %rdi
+    call flush_out
+2:  pop %rsi
+    pop %rdi
+    pop %r9
+    pop %rax
+    jmp dirty_store
 
 // Reads whatever the UART holds; a completed line is echoed back as "echo: LINE".
 poll_input:
@@ -936,6 +1044,8 @@ msg_corruptions: .ascii " corruptions "
     .set msg_corruptions_len, . - msg_corruptions
 msg_cpu1: .ascii " cpu1-ticks "
     .set msg_cpu1_len, . - msg_cpu1
+msg_dirty_pages: .ascii " dirty-pages "
+    .set msg_dirty_pages_len, . - msg_dirty_pages
 msg_corrupt: .ascii "MEMORY CORRUPTION at "
     .set msg_corrupt_len, . - msg_corrupt
 msg_expected: .ascii " (expected "

@@ -15,6 +15,7 @@
 const unsigned int CLINUX_MFD_CLOEXEC = MFD_CLOEXEC;
 const unsigned int CLINUX_MFD_ALLOW_SEALING = MFD_ALLOW_SEALING;
 const int CLINUX_MADV_HUGEPAGE = MADV_HUGEPAGE;
+const int CLINUX_MADV_REMOVE = MADV_REMOVE;
 const int CLINUX_O_TMPFILE = O_TMPFILE;
 
 int clinux_memfd_create(const char *name, unsigned int flags) {

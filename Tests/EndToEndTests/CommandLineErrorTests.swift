@@ -12,6 +12,10 @@ struct CommandLineErrorTests {
         (["-machine", "memory-backend=nope"], "cprvmm: -machine memory-backend=nope: no -object memory-backend-* with id=nope"),
         (["-kernel", "/nonexistent/kernel"], "cprvmm: -kernel /nonexistent/kernel: no such file or directory"),
         (["-bios", "/nonexistent/bios"], "cprvmm: -bios /nonexistent/bios: no such file or directory"),
+        (["-builtin-guest", "dirty=2000"], "cprvmm: -builtin-guest dirty=2000: invalid dirty '2000' (use a whole percentage of guest RAM to rewrite per second, from 0 to 1000)"),
+        (["-builtin-guest", "dirty=abc"], "cprvmm: -builtin-guest dirty=abc: invalid dirty 'abc'"),
+        (["-builtin-guest", "dirty=50,fill=100"], "cprvmm: -builtin-guest dirty=50,fill=100: invalid fill '100' (use a whole percentage of guest RAM from 0 to 90)"),
+        (["-m", "64", "-builtin-guest", "dirty=50,fill=90"], "cprvmm: -builtin-guest dirty=50,fill=90: dirty=50 needs 1 MiB of RAM above 8 MiB that fill= does not cover; fill=90 of -m 64 MiB leaves none (lower fill= or raise -m)"),
     ])
     func optionErrors(arguments: [String], expected: String) throws {
         let result = try runCprvmm(arguments)

@@ -17,6 +17,37 @@ import Testing
         #expect(BuiltinGuest.fillRanges(ram: [(0, 64 << 20)], totalRAM: 64 << 20, percent: 0).isEmpty)
     }
 
+    @Test("the dirty area is the largest piece of RAM the fill leaves, at least 1 MiB")
+    func dirtyArea() {
+        let mib: UInt64 = 1 << 20
+        // 64 MiB, fill=25: the pattern in [8, ~24) MiB, the dirty area above it.
+        let small = MachineMemory.ramRanges(size: 64 * mib)
+        #expect(small.count == 1 && small[0] == (0, 64 * mib))
+        let fill = BuiltinGuest.fillRanges(ram: small, totalRAM: 64 * mib, percent: 25)
+        let area = BuiltinGuest.dirtyArea(ram: small, fill: fill)
+        #expect(fill.count == 1 && area?.start == fill[0].end && area?.end == 64 * mib)
+        // No fill: everything above the boot area.
+        let whole = BuiltinGuest.dirtyArea(ram: small, fill: [])
+        #expect(whole?.start == UInt64(GUEST_RESERVED_END) && whole?.end == 64 * mib)
+        // 5 GiB, fill=50: 2.5 GiB of pattern from 8 MiB leaves ~0.5 GiB below the hole and
+        // the whole 2 GiB above 4 GiB, which is larger.
+        let big = MachineMemory.ramRanges(size: 5 << 30)
+        #expect(big.count == 2 && big[1] == (4 << 30, 6 << 30))
+        let bigArea = BuiltinGuest.dirtyArea(ram: big, fill: BuiltinGuest.fillRanges(ram: big, totalRAM: 5 << 30, percent: 50))
+        #expect(bigArea?.start == 4 << 30 && bigArea?.end == 6 << 30)
+        // fill=90 of 64 MiB covers everything above 8 MiB; 16 MiB leaves nothing either.
+        #expect(BuiltinGuest.dirtyArea(ram: small, fill: BuiltinGuest.fillRanges(ram: small, totalRAM: 64 * mib, percent: 90)) == nil)
+        let tiny = MachineMemory.ramRanges(size: 16 * mib)
+        #expect(BuiltinGuest.dirtyArea(ram: tiny, fill: BuiltinGuest.fillRanges(ram: tiny, totalRAM: 16 * mib, percent: 90)) == nil)
+        // Less than 1 MiB left over is no area: 9 MiB of RAM above the boot area would be 1 MiB.
+        #expect(BuiltinGuest.dirtyArea(ram: [(0, 8 * mib + 1020 * 1024)], fill: []) == nil)
+        #expect(BuiltinGuest.dirtyArea(ram: [(0, 9 * mib)], fill: [])! == (8 * mib, 9 * mib))
+        // dirty=PCT: PCT percent of all RAM, in 4 KiB pages per second.
+        #expect(BuiltinGuest.dirtyRate(percent: 100, ramSize: 64 * mib) == 16384)
+        #expect(BuiltinGuest.dirtyRate(percent: 10, ramSize: 1 << 30) == 26214)
+        #expect(BuiltinGuest.dirtyRate(percent: 1000, ramSize: 256 << 30) == 671_088_640)
+    }
+
     @Test("page tables identity-map RAM with 2 MiB user pages; the GDT holds one TSS per vCPU")
     func longModeStructures() throws {
         let block = try RamBlock.anonymous(name: "ram", size: 16 << 20)

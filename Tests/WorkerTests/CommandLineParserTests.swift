@@ -572,6 +572,11 @@ private func failure(_ line: String) -> String? {
         #expect(try config("-m 16").builtinGuest.disk == .check)
         #expect(try config("-builtin-guest disk=randwrite").builtinGuest.disk == .randwrite)
         #expect(BuiltinGuestConfig.DiskMode.seqwrite.bootInfoValue == 4, "BI_DISK_MODE's numbering (guest_layout.h)")
+        #expect(try config("-m 16").builtinGuest.dirtyPercent == 0)
+        #expect(try config("-builtin-guest dirty=100").builtinGuest.dirtyPercent == 100)
+        #expect(try config("-builtin-guest dirty=1000,fill=0 -m 16").builtinGuest.dirtyPercent == 1000)
+        #expect(try config("-builtin-guest dirty=0,fill=90 -m 16").builtinGuest.dirtyPercent == 0, "no dirty area needed when off")
+        #expect(try config("-builtin-guest fill=90,dirty=5 -m 1G").builtinGuest.dirtyPercent == 5)
     }
 
     @Test func badBuiltinGuest() {
@@ -579,8 +584,12 @@ private func failure(_ line: String) -> String? {
         #expect(failure("-builtin-guest fill=-1") == "-builtin-guest fill=-1: invalid fill '-1' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest fill=50%") == "-builtin-guest fill=50%: invalid fill '50%' (use a whole percentage of guest RAM from 0 to 90)")
         #expect(failure("-builtin-guest mode=idle") == "-builtin-guest mode=idle: invalid mode 'idle' (use sleep or spin)")
-        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode, disk, ip)")
-        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode, disk, ip)")
+        #expect(failure("-builtin-guest spin") == "-builtin-guest spin: unsupported parameter 'spin' (supported: fill, mode, disk, ip, dirty)")
+        #expect(failure("-builtin-guest fill=10,size=1") == "-builtin-guest fill=10,size=1: unsupported parameter 'size' (supported: fill, mode, disk, ip, dirty)")
+        #expect(failure("-builtin-guest dirty=2000") == "-builtin-guest dirty=2000: invalid dirty '2000' (use a whole percentage of guest RAM to rewrite per second, from 0 to 1000)")
+        #expect(failure("-builtin-guest dirty=abc") == "-builtin-guest dirty=abc: invalid dirty 'abc' (use a whole percentage of guest RAM to rewrite per second, from 0 to 1000)")
+        #expect(failure("-m 64 -builtin-guest dirty=50,fill=90") == "-builtin-guest dirty=50,fill=90: dirty=50 needs 1 MiB of RAM above 8 MiB that fill= does not cover; fill=90 of -m 64 MiB leaves none (lower fill= or raise -m)")
+        #expect(failure("-builtin-guest dirty=1 -m 16 -builtin-guest fill=90") == "-builtin-guest fill=90: dirty=1 needs 1 MiB of RAM above 8 MiB that fill= does not cover; fill=90 of -m 16 MiB leaves none (lower fill= or raise -m)")
         #expect(failure("-builtin-guest disk=fast") == "-builtin-guest disk=fast: invalid disk 'fast' (use check, randread, randwrite, seqread or seqwrite)")
     }
 

@@ -44,7 +44,10 @@
 #define BI_DISK_MODE 200               // 0 write and check; 1 randread, 2 randwrite, 3 seqread, 4 seqwrite
 #define BI_NET_BAR 208                 // built-in guest: the first virtio-net's BAR4 (0: no NIC)
 #define BI_NET_IP 216                  // its IPv4 address, 4 bytes in network order
-#define BI_SIZE 224
+#define BI_DIRTY_RATE 224              // built-in guest: pages of the dirty area to rewrite per second (0: off)
+#define BI_DIRTY_START 232             // the dirty area: free RAM above the fill ranges, 4 KiB aligned
+#define BI_DIRTY_END 240
+#define BI_SIZE 248
 
 // Status record fields (u64), vCPU i at GUEST_STATUS + i * GUEST_STATUS_STRIDE.
 #define ST_HEARTBEAT 0                 // advanced on every pass of the guest's main loop
@@ -70,6 +73,12 @@
 #define GUEST_NET_FRAMES_OUT (GUEST_SHARED_DATA + 0xc8)  // replies sent (ARP, ICMP echo, UDP echo)
 #define GUEST_NET_MALFORMED (GUEST_SHARED_DATA + 0xd0)   // malformed frames seen
 #define GUEST_NET_TX_DROPPED (GUEST_SHARED_DATA + 0xd8)  // replies not sent: every transmit slot busy
+
+// The built-in guest's dirtying workload (BI_DIRTY_RATE): its counters (u64) for the host.
+// Sweep n (from 1) stores n in word 0 of each page of the dirty area in turn, after checking
+// that the word holds n - 1. The cursor is not stored: it is PAGES - SWEEPS * (pages in the area).
+#define GUEST_DIRTY_PAGES (GUEST_SHARED_DATA + 0xe8)     // pages written in total
+#define GUEST_DIRTY_SWEEPS (GUEST_SHARED_DATA + 0xf0)    // sweeps over the whole area completed
 
 // Built-in guest blob header: u32 fields at the start of the blob.
 #define BG_MAGIC_VALUE 0x47525043      // "CPRG"

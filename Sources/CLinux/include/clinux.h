@@ -25,6 +25,7 @@ extern const int CLINUX_O_TMPFILE;
 
 // madvise advice values not exported to Swift.
 extern const int CLINUX_MADV_HUGEPAGE;
+extern const int CLINUX_MADV_REMOVE;
 
 // SIGRTMIN is a function call in glibc, not a constant.
 int clinux_sigrtmin(void);

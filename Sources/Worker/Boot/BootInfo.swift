@@ -18,6 +18,9 @@ struct BootInfo {
     /// The built-in guest's NIC: BAR4 address (0: none) and the responder's IPv4 address.
     var netBar: UInt64 = 0
     var netIP: [UInt8] = [0, 0, 0, 0]
+    /// The built-in guest's dirtying workload: pages per second (0: off) and where.
+    var dirtyRate: UInt64 = 0
+    var dirtyArea: Range = (0, 0)
 
     func write(into memory: GuestMemory) throws(GuestMemoryError) {
         let base = GuestAddress(UInt64(GUEST_BOOT_INFO))
@@ -41,6 +44,9 @@ struct BootInfo {
         try put(diskMode, BI_DISK_MODE)
         try put(netBar, BI_NET_BAR)
         try memory.write(netIP, at: base.adding(UInt64(BI_NET_IP))!)
+        try put(dirtyRate, BI_DIRTY_RATE)
+        try put(dirtyArea.start, BI_DIRTY_START)
+        try put(dirtyArea.end, BI_DIRTY_END)
         try put(UInt64(fillRanges.count), BI_FILL_COUNT)
         for (i, range) in fillRanges.enumerated() {
             try put(range.start, BI_FILL_RANGES + Int32(i * 16))

@@ -17,6 +17,9 @@ enum BuiltinGuest {
         guard blob.count >= Int(BG_HEADER_SIZE), blob.loadUnaligned(as: UInt32.self) == UInt32(BG_MAGIC_VALUE) else { throw LoadError.badBlob }
         let code = UInt64(GUEST_CODE)
         try memory.write(blob, at: GuestAddress(code))
+        // The guest counts on its status records and variables starting at zero, as fresh RAM
+        // does; a mem-path file may still hold an earlier VM's (its ticks, counters, cursors).
+        try memory.zero(at: GuestAddress(UInt64(GUEST_STATUS)), count: Int(GUEST_KERNEL_STACKS - GUEST_STATUS))
         func entry(_ offset: Int32) -> UInt64 { code + UInt64(blob.loadUnaligned(fromByteOffset: Int(offset), as: UInt32.self)) }
 
         let fatalStubs = entry(BG_FATAL_STUBS)
@@ -56,5 +59,31 @@ enum BuiltinGuest {
             remaining -= length
         }
         return result
+    }
+
+    /// The smallest dirty area `dirty=` accepts.
+    static let minimumDirtyArea: UInt64 = 1 << 20
+
+    /// Where the `dirty=` workload writes: the largest piece of RAM above the boot area that
+    /// no fill range covers, 4 KiB aligned; nil if no piece has `minimumDirtyArea` bytes.
+    static func dirtyArea(ram: [BootInfo.Range], fill: [BootInfo.Range]) -> BootInfo.Range? {
+        var best: BootInfo.Range?
+        for range in ram {
+            var start = (max(range.start, UInt64(GUEST_RESERVED_END)) + 0xFFF) & ~0xFFF
+            let end = range.end & ~0xFFF
+            // The fill ranges are sorted and do not overlap: walk the gaps they leave here.
+            for filled in fill + [(end, end)] where filled.end > start && filled.start <= end {
+                let pieceEnd = max(start, min(filled.start & ~0xFFF, end))
+                if pieceEnd - start > (best.map { $0.end - $0.start } ?? 0) { best = (start, pieceEnd) }
+                start = max(start, (filled.end + 0xFFF) & ~0xFFF)
+            }
+        }
+        guard let best, best.end - best.start >= minimumDirtyArea else { return nil }
+        return best
+    }
+
+    /// Pages per second for `dirty=percent` of `ramSize` bytes of RAM.
+    static func dirtyRate(percent: Int, ramSize: UInt64) -> UInt64 {
+        UInt64(percent) * ramSize / 100 / 4096
     }
 }

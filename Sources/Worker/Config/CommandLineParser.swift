@@ -243,7 +243,7 @@ public enum CommandLineParser {
                 biosOption = context
 
             case .builtinGuest:
-                let list = try options(value, impliedKey: nil, keys: ["fill", "mode", "disk", "ip"], context: context)
+                let list = try options(value, impliedKey: nil, keys: ["fill", "mode", "disk", "ip", "dirty"], context: context)
                 if let ip = list["ip"] {
                     let parts = ip.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
                     guard parts.count == 4, ip.split(separator: ".", omittingEmptySubsequences: false).count == 4 else {
@@ -270,6 +270,14 @@ public enum CommandLineParser {
                         throw CommandLineError("\(context): invalid disk '\(disk)' (use check, randread, randwrite, seqread or seqwrite)")
                     }
                     config.builtinGuest.disk = parsed
+                }
+                if let dirty = list["dirty"] {
+                    let range = BuiltinGuestConfig.dirtyPercentRange
+                    guard let percent = decimal(dirty), range.contains(percent) else {
+                        throw CommandLineError(
+                            "\(context): invalid dirty '\(dirty)' (use a whole percentage of guest RAM to rewrite per second, from \(range.lowerBound) to \(range.upperBound))")
+                    }
+                    config.builtinGuest.dirtyPercent = percent
                 }
                 builtinGuestOption = context
 
@@ -373,6 +381,7 @@ public enum CommandLineParser {
                     config.ramSize = backend.size
                 }
             }
+            try checkDirtyArea()
             try bindDisks()
             try bindNICs()
             for (backend, option) in zip(config.memoryBackends, backendOptions) where backend.id != config.memoryBackendID {
@@ -380,6 +389,17 @@ public enum CommandLineParser {
                     "\(option): defined but not used (cprvmm uses a memory backend only as guest RAM: add -machine memory-backend=\(backend.id))")
             }
             return config
+        }
+
+        /// dirty= needs RAM that the fill ranges leave free (BuiltinGuest.dirtyArea).
+        func checkDirtyArea() throws(CommandLineError) {
+            let guest = config.builtinGuest
+            guard let builtinGuestOption, guest.dirtyPercent > 0 else { return }
+            let ram = MachineMemory.ramRanges(size: config.ramSize)
+            let fill = BuiltinGuest.fillRanges(ram: ram, totalRAM: config.ramSize, percent: guest.fillPercent)
+            guard BuiltinGuest.dirtyArea(ram: ram, fill: fill) == nil else { return }
+            throw CommandLineError(
+                "\(builtinGuestOption): dirty=\(guest.dirtyPercent) needs \(SizeParser.describe(BuiltinGuest.minimumDirtyArea)) of RAM above 8 MiB that fill= does not cover; fill=\(guest.fillPercent) of -m \(SizeParser.describe(config.ramSize)) leaves none (lower fill= or raise -m)")
         }
 
         // MARK: Option helpers

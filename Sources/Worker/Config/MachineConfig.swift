@@ -128,7 +128,7 @@ public enum SerialConfig: Equatable, Sendable {
     case unixServer(path: String)
 }
 
-/// `-builtin-guest fill=PCT,mode=sleep|spin,disk=...` (cprvmm-specific).
+/// `-builtin-guest fill=PCT,mode=sleep|spin,disk=...,dirty=PCT` (cprvmm-specific).
 public struct BuiltinGuestConfig: Equatable, Sendable {
     /// What the built-in guest does with a virtio disk (BI_DISK_MODE).
     public enum DiskMode: String, CaseIterable, Sendable {
@@ -153,8 +153,12 @@ public struct BuiltinGuestConfig: Equatable, Sendable {
     public var disk: DiskMode = .check
     /// The network responder's IPv4 address (`ip=`), with a NIC: QEMU's user-network guest address.
     public var ip: [UInt8] = [10, 0, 2, 15]
+    /// How much memory the guest rewrites per second (`dirty=`), in percent of guest RAM:
+    /// a known dirty rate for pre-copy migration, checked by the guest (BI_DIRTY_RATE). 0: off.
+    public var dirtyPercent: Int = 0
 
     public static let fillPercentRange = 0...90
+    public static let dirtyPercentRange = 0...1000
 
     public init(fillPercent: Int = 25, mode: Mode = .sleep) {
         self.fillPercent = fillPercent

@@ -116,7 +116,7 @@ public enum Usage {
         -kernel file    boot this ELF64 x86-64 kernel in 64-bit mode (not with -bios;
                         entry contract in docs/guest.md)
         -bios file      boot this firmware image (not with -kernel)
-        -builtin-guest [fill=pct][,mode=sleep|spin][,ip=addr]
+        -builtin-guest [fill=pct][,mode=sleep|spin][,ip=addr][,dirty=pct]
                        [,disk=check|randread|randwrite|seqread|seqwrite]
                         set up cprvmm's built-in guest, which runs when neither -kernel nor
                         -bios is given: it fills pct% of guest RAM (0 to 90, default=25)
@@ -127,7 +127,11 @@ public enum Usage {
                         MiB and checks them (disk=check, default), or benchmarks it:
                         disk=randread|randwrite (4 KiB), seqread|seqwrite (1 MiB);
                         with a NIC it answers ARP, ICMP echo and UDP echo (port 7) at its
-                        IPv4 address ip= (default 10.0.2.15)
+                        IPv4 address ip= (default 10.0.2.15); dirty=pct rewrites pct% of
+                        guest RAM a second (0 to 1000, default 0 = off) in the RAM the fill
+                        leaves, each page checked to hold what the sweep before wrote, so
+                        a page a migration did not carry over is reported (for migration
+                        tests and benchmarks)
 
         """
 }

@@ -237,8 +237,25 @@ public final class Machine {
                     info.netBar = UInt64(GUEST_NET_BAR4)
                     info.netIP = config.builtinGuest.ip
                 }
+                let dirtyPercent = config.builtinGuest.dirtyPercent
+                if dirtyPercent > 0, let area = BuiltinGuest.dirtyArea(ram: memory.ramRanges, fill: info.fillRanges) {
+                    info.dirtyRate = BuiltinGuest.dirtyRate(percent: dirtyPercent, ramSize: config.ramSize)
+                    info.dirtyArea = area
+                    try clearDirtyArea(area)
+                }
             }
             try info.write(into: memory.guest)
+        }
+    }
+
+    /// The dirtying workload's first sweep expects zeros in its area, as a memfd or anonymous
+    /// memory starts; a mem-path file may still hold an earlier VM's RAM. So a file's area is
+    /// cleared: a hole punched where the file system allows, else written with zeros.
+    private func clearDirtyArea(_ area: BootInfo.Range) throws {
+        guard case .file = memory.blocks[0].backing else { return }
+        let bytes = try memory.guest.slice(at: GuestAddress(area.start), count: Int(area.end - area.start))
+        if madvise(bytes.baseAddress, bytes.count, CLINUX_MADV_REMOVE) != 0 {
+            bytes.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 

@@ -20,7 +20,6 @@ final class MachineMemory {
         var blocks = [main]
         let low = min(main.size, MachineMemory.lowMemoryLimit)
         var regions: [GuestRegion] = []
-        var ramRanges: [BootInfo.Range] = [(0, low)]
         if let firmware {
             let bios = try MachineMemory.createFirmwareBlock(firmware, memfd: config.memfdAlloc, inherited: inherited["pc.bios"])
             blocks.append(bios)
@@ -36,11 +35,19 @@ final class MachineMemory {
         if main.size > low {
             let high = main.size - low
             regions.append(GuestRegion(start: GuestAddress(MachineMemory.highMemoryStart), size: high, block: main, blockOffset: low, readOnly: false))
-            ramRanges.append((MachineMemory.highMemoryStart, MachineMemory.highMemoryStart + high))
         }
         self.blocks = blocks
         self.guest = try GuestMemory(regions: regions)
-        self.ramRanges = ramRanges
+        self.ramRanges = MachineMemory.ramRanges(size: main.size)
+    }
+
+    /// Where `size` bytes of main RAM appear in guest-physical space: up to 3 GiB from 0,
+    /// the rest from 4 GiB.
+    static func ramRanges(size: UInt64) -> [BootInfo.Range] {
+        let low = min(size, lowMemoryLimit)
+        var ranges: [BootInfo.Range] = [(0, low)]
+        if size > low { ranges.append((highMemoryStart, highMemoryStart + size - low)) }
+        return ranges
     }
 
     /// Copies the firmware's last 128 KiB below 1 MiB, where a PC's reset path finds it. Only
