@@ -187,6 +187,29 @@ extension VirtualMachines {
             _ = vm.terminate()
         }
 
+        @Test("pre-copy parameters and capabilities: set, read back, bad values refused with nothing changed")
+        func precopySettings() throws {
+            let (vm, client) = try Self.start(["-m", "32"])
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 50, "max-bandwidth": 1000000, "x-max-passes": 7}}"#) == #"{"return": {}}"#)
+            let parameters = client.execute(#"{"execute": "query-migrate-parameters"}"#) ?? ""
+            #expect(parameters.contains(#""downtime-limit": 50"#) && parameters.contains(#""max-bandwidth": 1000000"#) && parameters.contains(#""x-max-passes": 7"#), "\(parameters)")
+            // One bad value refuses the whole command: downtime-limit stays 50.
+            let bad = client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 10, "max-cpu-throttle": 100}}"#) ?? ""
+            #expect(bad.contains("Parameter 'max-cpu-throttle' expects a value in 1...99, not 100"), "\(bad)")
+            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#)?.contains(#""downtime-limit": 50"#) == true)
+            #expect(client.execute(#"{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": "fast"}}"#)?.contains("error") == true)
+            #expect(client.execute(#"{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "auto-converge", "state": true}]}}"#) == #"{"return": {}}"#)
+            #expect(client.execute(#"{"execute": "query-migrate-capabilities"}"#) == #"{"return": [{"capability": "events", "state": true}, {"capability": "auto-converge", "state": true}]}"#)
+            let unknown = client.execute(#"{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "xbzrle", "state": true}]}}"#) ?? ""
+            #expect(unknown.contains("does not accept value 'xbzrle' (this cprvmm has: events, auto-converge)"), "\(unknown)")
+            _ = client.execute(#"{"execute": "human-monitor-command", "arguments": {"command-line": "migrate_set_parameter max-bandwidth 32M"}}"#)
+            #expect(client.execute(#"{"execute": "query-migrate-parameters"}"#)?.contains(#""max-bandwidth": 33554432"#) == true)
+            let info = client.execute(#"{"execute": "human-monitor-command", "arguments": {"command-line": "info migrate_capabilities"}}"#) ?? ""
+            #expect(info.contains(#"auto-converge: on"#), "\(info)")
+            #expect(client.execute(#"{"execute": "query-status"}"#)?.contains("running") == true)
+            _ = vm.terminate()
+        }
+
         @Test("HMP: migrate_set_parameter, migrate (waits), info migrate, info migrate_parameters")
         func humanMonitor() throws {
             let state = Self.statePath()
