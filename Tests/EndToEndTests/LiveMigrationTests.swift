@@ -86,6 +86,64 @@ extension VirtualMachines {
             _ = pair.target.terminate()
         }
 
+        static func dirtySweeps(_ client: QMPLineClient) -> Int {
+            (BuiltinGuestDiskTests.status(client)["dirty-sweeps"] as? NSNumber)?.intValue ?? 0
+        }
+
+        @Test("a guest rewriting its RAM: four passes follow its writes, no page arrives stale")
+        func dirtyingGuest() throws {
+            // dirty= checks every page it rewrites still holds the previous sweep's value: a
+            // page the dirty log missed arrives stale and the target reports MEMORY CORRUPTION.
+            // fill=90 leaves ~25 MiB to rewrite, 10% of RAM a second: a sweep about every second.
+            let pair = try Self.start(["-m", "256", "-builtin-guest", "fill=90,dirty=10", "-serial", "stdio"])
+            pair.source.waitForOutput(timeout: 60, "a first sweep") { _ in Self.dirtySweeps(pair.sourceQMP) >= 1 }
+            // A downtime no pass can meet: every pass of the four runs while the guest writes.
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 0, "x-max-passes": 4}}"#) == #"{"return": {}}"#)
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(pair.uri)"}}"#) == #"{"return": {}}"#)
+            let info = MigrationTests.waitForMigration(pair.sourceQMP, timeout: 300)
+            #expect(info.contains(#""status": "completed""#), "\(info)")
+            #expect(Self.number("x-passes", in: info) == 4, "\(info)")
+            let sweepsAtSwitch = Self.dirtySweeps(pair.sourceQMP)
+            // Two whole sweeps on the target: every page of the area checked at least once.
+            pair.target.waitForOutput(timeout: 60, "two more sweeps") { _ in Self.dirtySweeps(pair.targetQMP) >= sweepsAtSwitch + 2 }
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
+            _ = pair.source.terminate()
+            _ = pair.target.terminate()
+        }
+
+        @Test("a guest dirtying RAM faster than the link: auto-converge throttles it until it fits, and it finishes")
+        func autoConverge() throws {
+            // 256 MiB rewritten per second over a link held to 40 MB/s: without help it never fits.
+            let pair = try Self.start(["-m", "256", "-builtin-guest", "fill=50,dirty=100", "-serial", "stdio"])
+            pair.source.waitForOutput(timeout: 60, "tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "auto-converge", "state": true}]}}"#) == #"{"return": {}}"#)
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 40000000, "cpu-throttle-increment": 20}}"#) == #"{"return": {}}"#)
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(pair.uri)"}}"#) == #"{"return": {}}"#)
+            let info = MigrationTests.waitForMigration(pair.sourceQMP, timeout: 300)
+            #expect(info.contains(#""status": "completed""#), "\(info)")
+            #expect((Self.number("cpu-throttle-percentage", in: info) ?? 0) > 0, "the throttle never engaged: \(info)")
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
+            _ = pair.source.terminate()
+            _ = pair.target.terminate()
+        }
+
+        @Test("x-max-passes: a guest that never fits switches over after N passes, with a longer pause")
+        func maxPasses() throws {
+            let pair = try Self.start(["-m", "256", "-builtin-guest", "fill=50,dirty=100", "-serial", "stdio"])
+            pair.source.waitForOutput(timeout: 60, "tick 1100") { VMProcess.ticks(in: $0).last ?? 0 >= 1100 }
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 40000000, "x-max-passes": 3, "downtime-limit": 1}}"#) == #"{"return": {}}"#)
+            #expect(pair.sourceQMP.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(pair.uri)"}}"#) == #"{"return": {}}"#)
+            let info = MigrationTests.waitForMigration(pair.sourceQMP, timeout: 300)
+            #expect(info.contains(#""status": "completed""#), "\(info)")
+            #expect(Self.number("x-passes", in: info) == 3, "\(info)")
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
+            _ = pair.source.terminate()
+            _ = pair.target.terminate()
+        }
+
         /// The first 4 KiB page where two processes' guest RAM (memfd pc.ram) differs, or nil.
         static func firstDifference(_ a: Int32, _ b: Int32) throws -> Int? {
             let pathA = try #require(memfdPath(pid: a, name: "pc.ram")), pathB = try #require(memfdPath(pid: b, name: "pc.ram"))

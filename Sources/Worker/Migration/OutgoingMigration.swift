@@ -43,6 +43,8 @@ final class OutgoingMigration {
         var expectedDowntimeMs: UInt64?
         var precopyBytes: UInt64 = 0
         var downtimeBytes: UInt64 = 0
+        /// The last throttle auto-converge set (it stays in the figures after the end).
+        var throttlePercent: UInt64 = 0
     }
 
     init(machine: Machine, uri: MigrationURI, mode: MigrationMode) {
@@ -221,7 +223,8 @@ final class OutgoingMigration {
             let sent = writer.bytesWritten - passBytes
             let dirtyBytes = RamStreamer.count(dirty) * UInt64(RamStreamer.pageSize)
             let rate = Double(sent) * 1e9 / Double(elapsed)
-            let expectedMs = rate > 0 ? UInt64(Double(dirtyBytes) / rate * 1000) : UInt64.max
+            // Rounded up: only nothing left to send fits a downtime-limit of 0.
+            let expectedMs = rate > 0 ? UInt64((Double(dirtyBytes) / rate * 1000).rounded(.up)) : UInt64.max
             let current = lock.withLock { () -> MigrationSettings in
                 stats.dirtySyncCount += 1
                 stats.remaining = dirtyBytes
@@ -243,6 +246,8 @@ final class OutgoingMigration {
                     let percent = throttle.currentPercent == 0
                         ? current.throttleInitial : min(throttle.currentPercent + current.throttleIncrement, current.throttleMax)
                     throttle.set(percent: percent)
+                    lock.withLock { stats.throttlePercent = percent }
+                    Log.info("migration to \(uri): the guest dirties RAM faster than it can be sent; throttling its vCPUs to \(percent)%")
                 }
             }
             passStart = now
@@ -324,7 +329,7 @@ final class OutgoingMigration {
                 "postcopy-bytes": .int(0),
                 "x-passes": .int(Int64(stats.passes)),
             ])
-            if settings.autoConverge { object["cpu-throttle-percentage"] = .int(Int64(throttle.currentPercent)) }
+            if settings.autoConverge { object["cpu-throttle-percentage"] = .int(Int64(stats.throttlePercent)) }
             if let errorDescription { object["error-desc"] = .string(errorDescription) }
             return object
         }
