@@ -40,7 +40,7 @@ _cprctl()
         fi
     done
     if [[ -z $command ]]; then
-        mapfile -t COMPREPLY < <(compgen -W "status update list stop cont console completion help -h --help --version" -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W "status update migrate list stop cont console completion help -h --help --version" -- "$cur")
         return
     fi
 
@@ -50,7 +50,7 @@ _cprctl()
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
             ;;
-        --timeout)
+        --timeout|--downtime-limit|--max-bandwidth|--max-passes)
             return
             ;;
     esac
@@ -58,6 +58,7 @@ _cprctl()
     case $command in
         status) options="--socket --json --timeout --help" vm_names=1 ;;
         update) options="--socket --all --keep-going --binary --no-bridges --no-probe --timeout --json --help" vm_names=1 ;;
+        migrate) options="--socket --downtime-limit --max-bandwidth --max-passes --auto-converge --json --timeout --help" vm_names=1 ;;
         list) options="--json --help" ;;
         stop) options="--socket --timeout --json --help" vm_names=1 ;;
         cont) options="--socket --timeout --json --help" vm_names=1 ;;

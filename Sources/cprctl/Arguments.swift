@@ -6,6 +6,7 @@ enum CprctlCommand: Equatable {
     case version
     case status(StatusOptions)
     case update(UpdateOptions)
+    case migrate(MigrateOptions)
     case list(json: Bool)
     case control(ControlOptions)
     case console(ConsoleOptions)
@@ -53,6 +54,27 @@ struct UpdateOptions: Equatable {
     var json = false
 }
 
+/// `cprctl migrate [NAME | --socket PATH] URI [--downtime-limit MS] [--max-bandwidth RATE]
+/// [--max-passes N] [--auto-converge] [--json] [--timeout S]`: a live migration (mode normal),
+/// followed until it ends. A parameter left out keeps the value the VM has.
+struct MigrateOptions: Equatable {
+    var target: VMTarget = .automatic
+    /// Where the stream goes: tcp:HOST:PORT, unix:PATH, exec:COMMAND, file:PATH (the VMM checks it).
+    var uri = ""
+    /// QMP downtime-limit (ms).
+    var downtimeLimitMs: UInt64?
+    /// QMP max-bandwidth (bytes per second, 0 = no cap).
+    var maxBandwidth: UInt64?
+    /// QMP x-max-passes (0 = no limit).
+    var maxPasses: UInt64?
+    /// The auto-converge capability on (never switched off: left out, it stays as it is).
+    var autoConverge = false
+    /// --json: the final query-migrate reply instead of the human lines.
+    var json = false
+    /// Bounds each wait for the VM's answer, not the migration.
+    var timeoutSeconds: Double = 5
+}
+
 struct StatusOptions: Equatable {
     var target: VMTarget = .automatic
     var json = false
@@ -88,6 +110,7 @@ enum ArgumentParser {
         case "--version": return .version
         case "status": return try parseStatus(Array(arguments.dropFirst()))
         case "update": return try parseUpdate(Array(arguments.dropFirst()))
+        case "migrate": return try parseMigrate(Array(arguments.dropFirst()))
         case "list": return try parseList(Array(arguments.dropFirst()))
         case "stop", "cont": return try parseControl(ControlOptions.Action(rawValue: first)!, Array(arguments.dropFirst()))
         case "console": return try parseConsole(Array(arguments.dropFirst()))
@@ -204,6 +227,114 @@ enum ArgumentParser {
             throw UsageError("--keep-going goes with --all")
         }
         return .update(options)
+    }
+
+    private static func parseMigrate(_ arguments: [String]) throws(UsageError) -> CprctlCommand {
+        var options = MigrateOptions()
+        var words: [String] = []
+        var socket: String?
+        var timeout: Double?
+        var index = 0
+        var optionsEnded = false
+        var seen: Set<String> = []
+        while index < arguments.count {
+            let argument = arguments[index]
+            if optionsEnded || !argument.hasPrefix("-") || argument == "-" {
+                words.append(argument)
+                index += 1
+                continue
+            }
+            let (option, inline) = splitOption(argument)
+            func value() throws(UsageError) -> String {
+                if let inline { return inline }
+                index += 1
+                guard index < arguments.count else { throw UsageError("option '\(option)' needs a value \(helpHint)") }
+                return arguments[index]
+            }
+            func flag() throws(UsageError) {
+                guard inline == nil else { throw UsageError("option '\(option)' takes no value \(helpHint)") }
+            }
+            if option.hasPrefix("--"), option != "--", !seen.insert(option).inserted {
+                throw UsageError("option '\(option)' given twice")
+            }
+            switch option {
+            case "--":
+                optionsEnded = true
+            case "-h", "--help":
+                return .help
+            case "--socket":
+                let path = try value()
+                guard !path.isEmpty else { throw UsageError("option '--socket' needs a path") }
+                socket = path
+            case "--downtime-limit":
+                let text = try value()
+                guard let milliseconds = wholeNumber(text), milliseconds <= maxDowntimeLimitMs else {
+                    throw UsageError("invalid downtime limit '\(text)': expected milliseconds, 0 to \(maxDowntimeLimitMs)")
+                }
+                options.downtimeLimitMs = milliseconds
+            case "--max-bandwidth":
+                options.maxBandwidth = try bandwidth(try value())
+            case "--max-passes":
+                let text = try value()
+                guard let passes = wholeNumber(text), passes <= UInt64(Int64.max) else {
+                    throw UsageError("invalid pass count '\(text)': expected a whole number (0 = no limit)")
+                }
+                options.maxPasses = passes
+            case "--auto-converge":
+                try flag()
+                options.autoConverge = true
+            case "--json":
+                try flag()
+                options.json = true
+            case "--timeout":
+                timeout = try Self.timeout(try value())
+            default:
+                throw UsageError("unknown option '\(option)' for migrate \(helpHint)")
+            }
+            index += 1
+        }
+        // NAME URI, or URI alone (--socket, or the only VM). A URI always has a scheme
+        // ("tcp:", "unix:", ...): a lone word without one is a VM name whose URI is missing.
+        guard words.count <= 2 else {
+            throw UsageError("migrate takes a VM name and a URI, got \(words.count) words: \(words.joined(separator: " "))")
+        }
+        let uri = words.last ?? ""
+        let forms = "tcp:HOST:PORT, unix:PATH, exec:COMMAND or file:PATH"
+        guard uri.contains(":") else {
+            if words.count == 2 { throw UsageError("'\(uri)' is not a migration URI (\(forms)): cprctl migrate NAME URI") }
+            throw UsageError("migrate needs a destination URI: \(forms) \(helpHint)")
+        }
+        options.uri = uri
+        options.target = try target(command: "migrate", names: Array(words.dropLast()), socket: socket)
+        if let timeout { options.timeoutSeconds = timeout }
+        return .migrate(options)
+    }
+
+    /// QEMU's upper bound for downtime-limit (ms), which cprvmm keeps.
+    static let maxDowntimeLimitMs: UInt64 = 2_000_000
+
+    /// A --max-bandwidth value: bytes per second, with an optional K, M or G suffix
+    /// (powers of 1024, as QEMU's HMP migrate_set_parameter reads them); 0 = no cap.
+    static func bandwidth(_ text: String) throws(UsageError) -> UInt64 {
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var digits = Substring(text)
+        var unit: UInt64 = 1
+        if let last = text.last, let scale = units[Character(last.uppercased())] {
+            unit = scale
+            digits = digits.dropLast()
+        }
+        guard let number = wholeNumber(digits),
+              case let (bytes, overflow) = number.multipliedReportingOverflow(by: unit), !overflow, bytes <= UInt64(Int64.max)
+        else {
+            throw UsageError("invalid bandwidth '\(text)': expected bytes per second, e.g. 100M (suffixes K, M, G: powers of 1024; 0 = no cap)")
+        }
+        return bytes
+    }
+
+    /// Decimal digits only (UInt64 alone would take "+5").
+    private static func wholeNumber(_ text: some StringProtocol) -> UInt64? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return UInt64(text)
     }
 
     private static func parseList(_ arguments: [String]) throws(UsageError) -> CprctlCommand {

@@ -17,6 +17,10 @@ enum CommandCatalog {
             name: "update",
             options: ["--socket", "--all", "--keep-going", "--binary", "--no-bridges", "--no-probe", "--timeout", "--json", "--help"],
             takesVMName: true),
+        Command(
+            name: "migrate",
+            options: ["--socket", "--downtime-limit", "--max-bandwidth", "--max-passes", "--auto-converge", "--json", "--timeout", "--help"],
+            takesVMName: true),
         Command(name: "list", options: ["--json", "--help"]),
         Command(name: "stop", options: ["--socket", "--timeout", "--json", "--help"], takesVMName: true),
         Command(name: "cont", options: ["--socket", "--timeout", "--json", "--help"], takesVMName: true),
@@ -30,5 +34,5 @@ enum CommandCatalog {
     /// Options whose value is a file name.
     static let pathOptions = ["--socket", "--binary"]
     /// Options whose value is free text (nothing to complete).
-    static let valueOptions = ["--timeout"]
+    static let valueOptions = ["--timeout", "--downtime-limit", "--max-bandwidth", "--max-passes"]
 }

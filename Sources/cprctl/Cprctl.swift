@@ -36,6 +36,8 @@ enum Cprctl {
             return status(options, runtimeBase: runtimeBase, now: now)
         case .update(let options):
             return options.all ? LiveUpdateCommand.runAll(options, runtimeBase: runtimeBase) : LiveUpdateCommand.run(options, runtimeBase: runtimeBase)
+        case .migrate(let options):
+            return MigrateCommand.run(options, runtimeBase: runtimeBase)
         case .list(let json):
             return ControlCommands.list(json: json, runtimeBase: runtimeBase, now: now)
         case .control(let options):

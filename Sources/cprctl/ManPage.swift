@@ -8,7 +8,7 @@ enum ManPage {
         var lines: [String] = [
             #".TH CPRCTL 1 "" "cprvmm" "User Commands""#,
             ".SH NAME",
-            #"cprctl \- control running cprvmm virtual machines: status, live update, console"#,
+            #"cprctl \- control running cprvmm virtual machines: status, live update, migration, console"#,
             ".SH SYNOPSIS",
             #".B cprctl"#,
             #"\fIcommand\fR [\fIoptions\fR]"#,

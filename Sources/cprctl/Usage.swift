@@ -33,6 +33,27 @@ enum Usage {
                               at the first that fails unless --keep-going. --json prints
                               the update's record (versions, pause, phases) as JSON, a
                               line per VM.
+          migrate [NAME | --socket PATH] URI [--downtime-limit MS] [--max-bandwidth RATE]
+                  [--max-passes N] [--auto-converge] [--json] [--timeout SECONDS]
+                              Live-migrate the VM (mode normal) to URI, tcp:HOST:PORT or
+                              unix:PATH where a cprvmm started with -incoming URI waits, or
+                              exec:COMMAND. The guest runs on while its RAM is sent, pass
+                              after pass, until the rest fits the downtime limit (ms, 300
+                              by default); then it pauses here and the target runs it.
+                              --max-bandwidth caps the stream (bytes per second, suffixes
+                              K, M, G: powers of 1024; 0 = no cap); --max-passes switches
+                              over after N passes whatever the downtime; --auto-converge
+                              slows the guest's vCPUs while it dirties RAM faster than it
+                              can be sent. They stay set on the VM, as QEMU's parameters.
+                              cprctl follows the migration until it ends, with a progress
+                              line on a terminal, else a line per pass (at most one a
+                              second). Exit 0 when the target runs the guest (this VM is
+                              left in state postmigrate), 1 with the reason when the VMM
+                              refuses (nothing changed) or the migration fails (the VM
+                              runs on here). Ctrl-C cancels the migration and waits until
+                              it ended (exit 130; Ctrl-C again stops waiting). --json
+                              prints the final query-migrate reply. --timeout bounds each
+                              wait for the VM's answer (default 5 s), not the migration.
           list [--json]       Every VM in <dir>, a line each: name, state, PID, version,
                               update generation and the guest pause of its last update
                               (a VM that does not answer is listed with the reason).

@@ -70,6 +70,10 @@ import Testing
             (["cprctl", "status", "--timeout", ""], []),
             (["cprctl", "completion", ""], ["bash"]),
             (["cprctl", "update", "web1", "--", "-"], []),
+            (["cprctl", "mi"], ["migrate"]),
+            (["cprctl", "migrate", "--max-"], ["--max-bandwidth", "--max-passes"]),
+            (["cprctl", "migrate", "we"], ["web1", "web2"]),
+            (["cprctl", "migrate", "web1", "tcp:h:1", "--downtime-limit", ""], []),
         ] as [([String], [String])])
     func bashCompletes(words: [String], expected: [String]) throws {
         let runtime = TemporaryDirectory()

@@ -27,7 +27,7 @@ import Testing
         let manual = section.filter { $0.hasPrefix(".B ") }.map { String($0.dropFirst(3).prefix { $0 != " " }) }
         let help = HelpCommands.names(in: Usage.text)
         #expect(manual == help, "--help: \(help); the manual: \(manual)")
-        for command in ["status", "update", "list", "stop", "cont", "console", "completion", "help"] {
+        for command in ["status", "update", "migrate", "list", "stop", "cont", "console", "completion", "help"] {
             #expect(manual.contains(command), "the manual lacks \(command)")
         }
         // stop and cont share their text: the second is a further tag (.TQ), not an empty item.
