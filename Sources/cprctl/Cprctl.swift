@@ -57,10 +57,14 @@ enum Cprctl {
             return .failure(error.description)
         }
         let reply: JSONValue
+        var migration: JSONValue?
         do {
             let client = try QMPClient(path: target.socketPath, timeoutSeconds: options.timeoutSeconds)
             defer { client.close() }
             reply = try client.execute("x-query-cprvmm")
+            // The outgoing migration under way or the last one (only its reply has "ram"): an
+            // incoming one reports no more than its status, a live update has its own record.
+            if let info = try? client.execute("query-migrate"), MigrationSnapshot(info)?.isOutgoing == true { migration = info }
         } catch {
             if case .command(let errorClass, _) = error, errorClass == "CommandNotFound" {
                 return .failure("\(error) (\(target.socketPath) is not a cprvmm QMP socket, or its cprvmm is too old)")
@@ -73,6 +77,10 @@ enum Cprctl {
         var report = reply
         if let name = reply["name"]?.stringValue, let unit = SystemdUnit.query(vmName: name), case .object(var object) = reply {
             object["systemd"] = unit
+            report = .object(object)
+        }
+        if let migration, case .object(var object) = report {
+            object["migration"] = migration
             report = .object(object)
         }
         if options.json {

@@ -1,8 +1,9 @@
 import Shared
 
-/// Turns the reply of `x-query-cprvmm` into the human `cprctl status` text, aligned like
-/// `systemctl status`. Tolerant: a missing or mistyped field prints as "(unknown)" rather
-/// than hiding the rest of the report.
+/// Turns the reply of `x-query-cprvmm` (with the unit's facts under "systemd" and the
+/// outgoing migration's query-migrate reply under "migration", when there are such) into the
+/// human `cprctl status` text, aligned like `systemctl status`. Tolerant: a missing or
+/// mistyped field prints as "(unknown)" rather than hiding the rest of the report.
 enum StatusReport {
     /// Labels are padded to this width (after the two-space indent).
     static let labelWidth = 14
@@ -34,6 +35,7 @@ enum StatusReport {
         add("VM uptime", [status["vm-uptime-ms"]?.intValue.map { Formatting.duration(milliseconds: $0) } ?? unknown])
         add("Updates", [status["update-generation"]?.intValue.map { String($0) } ?? unknown])
         if let last = status["updates"]?.arrayValue?.last { add("Last update", lastUpdateLines(last, now: now)) }
+        if let migration = status["migration"].flatMap(MigrationSnapshot.init) { add("Migration", [MigrationProgress.statusLine(migration)]) }
         add("vCPUs", [status["vcpus"]?.intValue.map { String($0) } ?? unknown])
         add("RAM", status["memory"]?.arrayValue.map { $0.map(memoryLine) } ?? [unknown])
         let sockets = status["sockets"]

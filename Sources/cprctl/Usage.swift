@@ -12,8 +12,10 @@ enum Usage {
           status [NAME | --socket PATH] [--json] [--timeout SECONDS]
                               Show what a VM is doing: state, process, version and build id,
                               when the running image started, VM uptime, live updates,
-                              vCPUs, RAM blocks and sockets.
-                              --json prints the VMM's x-query-cprvmm reply as JSON.
+                              the outgoing migration under way or the last one, vCPUs, RAM
+                              blocks and sockets.
+                              --json prints the VMM's x-query-cprvmm reply as JSON (the
+                              migration's query-migrate reply under "migration").
                               --timeout bounds each wait for the VM (default 5 s).
           update [NAME | --socket PATH | --all [--keep-going]] [--binary PATH]
                  [--no-bridges] [--no-probe] [--timeout SECONDS] [--json] [-- ARGS...]

@@ -59,6 +59,20 @@ import Testing
             """), "\(report)")
     }
 
+    @Test("the outgoing migration under way, or the last one, has a line after the updates")
+    func migrationLine() throws {
+        var object = Self.status.objectValue!
+        object["migration"] = MigrationProgressTests.thirdPass
+        let lines = StatusReport.format(.object(object), now: Self.imageStarted).split(separator: "\n").map(String.init)
+        let updates = try #require(lines.firstIndex { $0.hasPrefix("  Updates:") })
+        #expect(lines[updates + 1] == "  Migration:    active, pass 3, 90% of 1 GiB, 1300 MiB sent, expected downtime 120 ms, throttle 20%")
+        object["migration"] = MigrationProgressTests.completed
+        #expect(StatusReport.format(.object(object), now: Self.imageStarted).contains("\n  Migration:    completed in 5.1 s, downtime 4 ms, 537 MiB sent\n"))
+        // No migration since the VMM started: query-migrate says {} and status adds nothing.
+        object["migration"] = nil
+        #expect(!StatusReport.format(.object(object), now: Self.imageStarted).contains("Migration"))
+    }
+
     @Test func unnamedPausedVMWithSeveralSocketsAndAConsole() {
         var object = Self.status.objectValue!
         object["name"] = nil
