@@ -50,8 +50,8 @@ public enum QMPClientError: Error, Equatable, CustomStringConvertible {
 /// A blocking QMP client over a UNIX socket, for cprctl and tests.
 ///
 /// `init` connects, reads the greeting and negotiates capabilities (`qmp_capabilities`);
-/// `execute` sends one command with a fresh `"id"` and waits for its reply, skipping
-/// asynchronous events. Every wait is bounded by `timeoutSeconds` (per call to `init` and
+/// `execute` sends one command with a fresh `"id"` and waits for its reply, keeping the
+/// asynchronous events that come meanwhile aside (`events`). Every wait is bounded by `timeoutSeconds` (per call to `init` and
 /// to `execute`). Not thread-safe: one command at a time.
 public final class QMPClient {
     public let path: String
@@ -61,6 +61,12 @@ public final class QMPClient {
 
     private var channel: QMPChannel
     private var lastID: Int64 = 0
+
+    /// The asynchronous events (`{"event": ...}`) read while waiting for replies, oldest first
+    /// (the last `maxKeptEvents`). A client that follows a job by polling learns from them how
+    /// it ended even when the server exits before the next poll.
+    public private(set) var events: [JSONValue] = []
+    public static let maxKeptEvents = 256
 
     /// Replies larger than this are refused (query-qmp-schema, the largest QEMU reply, is ~200 KiB).
     public static let maxReplySize = 16 << 20
@@ -114,7 +120,25 @@ public final class QMPClient {
         if let arguments { message["arguments"] = .object(arguments) }
         message["id"] = .int(lastID)
         try channel.send(message, deadline: deadline)
-        return try Self.awaitReply(on: &channel, id: .int(lastID), deadline: deadline)
+        while true {
+            let message = try channel.receive(deadline: deadline)
+            keepEvent(message)
+            if let result = try Self.interpret(message, expectedID: .int(lastID), path: path) { return result }
+        }
+    }
+
+    /// Reads what the server sent before it closed the connection, for its events: after
+    /// `execute` failed because the server went away, the last ones may still be unread.
+    /// Returns when the connection ends or after `timeoutSeconds`.
+    public func drainEvents(timeoutSeconds: Double = 0.5) {
+        let deadline = QMPChannel.deadline(after: timeoutSeconds)
+        while let message = try? channel.receive(deadline: deadline) { keepEvent(message) }
+    }
+
+    private func keepEvent(_ message: JSONValue) {
+        guard message["event"] != nil else { return }
+        events.append(message)
+        if events.count > Self.maxKeptEvents { events.removeFirst(events.count - Self.maxKeptEvents) }
     }
 
     private static func awaitReply(on channel: inout QMPChannel, id: JSONValue, deadline: UInt64) throws(QMPClientError) -> JSONValue {

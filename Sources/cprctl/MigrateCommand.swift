@@ -73,11 +73,21 @@ enum MigrateCommand {
         var cancelledBy: Int32?
         var info: JSONValue
         var snapshot: MigrationSnapshot
+        // Events from before `migrate` returned belong to no migration of ours.
+        let firstEvent = client.events.count
         while true {
-            do {
+            do throws(QMPClientError) {
                 info = try client.execute("query-migrate")
             } catch {
                 line.end()
+                // Under systemd a source stops a second after its migration completed; a
+                // poll that came later finds it gone, but its MIGRATION event may have come.
+                if case .connectionLost = error, completedEvent(client, since: firstEvent) {
+                    let json = #"{"status": "completed"}"# + "\n"
+                    return CprctlResult(
+                        exitStatus: 0,
+                        output: options.json ? json : "\(name): migrated to \(options.uri) (its VMM exited before giving the final figures)\n")
+                }
                 return .failure("lost track of the \(subject): \(error) (see cprctl status \(name))")
             }
             guard let current = MigrationSnapshot(info) else {
@@ -129,6 +139,14 @@ enum MigrateCommand {
             result.errorOutput = "cprctl: \(subject) failed: \(snapshot.error ?? "(no reason given)")\n"
         }
         return result
+    }
+
+    /// Whether a MIGRATION event said "completed", reading what the server sent before it went.
+    private static func completedEvent(_ client: QMPClient, since first: Int) -> Bool {
+        client.drainEvents()
+        return client.events.dropFirst(first).contains {
+            $0["event"]?.stringValue == "MIGRATION" && $0["data"]?["status"]?.stringValue == "completed"
+        }
     }
 
     /// A QMP error setting the parameters or the capability (nothing of it took effect).
