@@ -326,7 +326,8 @@ enum ArgumentParser {
         guard let number = wholeNumber(digits),
               case let (bytes, overflow) = number.multipliedReportingOverflow(by: unit), !overflow, bytes <= UInt64(Int64.max)
         else {
-            throw UsageError("invalid bandwidth '\(text)': expected bytes per second, e.g. 100M (suffixes K, M, G: powers of 1024; 0 = no cap)")
+            throw UsageError(
+                "invalid bandwidth '\(text)': expected bytes per second, e.g. 100M (suffixes K, M, G: powers of 1024; 0 = no cap)")
         }
         return bytes
     }

@@ -19,7 +19,9 @@ enum CommandCatalog {
             takesVMName: true),
         Command(
             name: "migrate",
-            options: ["--socket", "--downtime-limit", "--max-bandwidth", "--max-passes", "--auto-converge", "--json", "--timeout", "--help"],
+            options: [
+                "--socket", "--downtime-limit", "--max-bandwidth", "--max-passes", "--auto-converge", "--json", "--timeout", "--help",
+            ],
             takesVMName: true),
         Command(name: "list", options: ["--json", "--help"]),
         Command(name: "stop", options: ["--socket", "--timeout", "--json", "--help"], takesVMName: true),

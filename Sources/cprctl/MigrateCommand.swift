@@ -44,7 +44,8 @@ enum MigrateCommand {
             let settings = try Settings.set(options, on: client)
             if let signal = signals.poll() {
                 settings.restore(on: client)
-                return CprctlResult(exitStatus: 128 + signal, errorOutput: "cprctl: interrupted before the \(subject) started; nothing changed\n")
+                return CprctlResult(
+                    exitStatus: 128 + signal, errorOutput: "cprctl: interrupted before the \(subject) started; nothing changed\n")
             }
             do throws(QMPClientError) {
                 _ = try client.execute("migrate", arguments: ["uri": .string(options.uri)])
@@ -84,9 +85,8 @@ enum MigrateCommand {
                 // poll that came later finds it gone, but its MIGRATION event may have come.
                 if case .connectionLost = error, completedEvent(client, since: firstEvent) {
                     let json = #"{"status": "completed"}"# + "\n"
-                    return CprctlResult(
-                        exitStatus: 0,
-                        output: options.json ? json : "\(name): migrated to \(options.uri) (its VMM exited before giving the final figures)\n")
+                    let human = "\(name): migrated to \(options.uri) (its VMM exited before giving the final figures)\n"
+                    return CprctlResult(exitStatus: 0, output: options.json ? json : human)
                 }
                 return .failure("lost track of the \(subject): \(error) (see cprctl status \(name))")
             }
@@ -109,7 +109,8 @@ enum MigrateCommand {
             if cancelledBy != nil {
                 return CprctlResult(
                     exitStatus: 128 + signal,
-                    errorOutput: "cprctl: \(key) again: stopped waiting; the \(subject) may still be cancelling (see cprctl status \(name))\n")
+                    errorOutput:
+                        "cprctl: \(key) again: stopped waiting; the \(subject) may still be cancelling (see cprctl status \(name))\n")
             }
             cancelledBy = signal
             writeAll(2, "cprctl: \(key): cancelling the \(subject) (\(key) again stops waiting)\n")
@@ -120,7 +121,9 @@ enum MigrateCommand {
             }
         }
 
-        if snapshot.status == "completed" && line.drawn { line.draw(MigrationProgress.terminalLine(snapshot, width: terminalWidth(output))) }
+        if snapshot.status == "completed" && line.drawn {
+            line.draw(MigrationProgress.terminalLine(snapshot, width: terminalWidth(output)))
+        }
         line.end()
         var result = CprctlResult(exitStatus: 0)
         if options.json { result.output = JSON.serialize(info) + "\n" }
@@ -182,7 +185,8 @@ enum MigrateCommand {
             let capabilities = try client.execute("query-migrate-capabilities").arrayValue ?? []
             settings.previousAutoConverge = capabilities.first { $0["capability"]?.stringValue == "auto-converge" }?["state"]?.boolValue
             do throws(QMPClientError) {
-                _ = try client.execute("migrate-set-capabilities", arguments: ["capabilities": [["capability": "auto-converge", "state": true]]])
+                _ = try client.execute(
+                    "migrate-set-capabilities", arguments: ["capabilities": [["capability": "auto-converge", "state": true]]])
             } catch {
                 settings.previousAutoConverge = nil
                 settings.restore(on: client)
@@ -196,8 +200,8 @@ enum MigrateCommand {
         func restore(on client: QMPClient) {
             if !previousParameters.isEmpty { _ = try? client.execute("migrate-set-parameters", arguments: previousParameters) }
             if let previousAutoConverge {
-                _ = try? client.execute(
-                    "migrate-set-capabilities", arguments: ["capabilities": [["capability": "auto-converge", "state": .bool(previousAutoConverge)]]])
+                let capability: JSONValue = ["capability": "auto-converge", "state": .bool(previousAutoConverge)]
+                _ = try? client.execute("migrate-set-capabilities", arguments: ["capabilities": [capability]])
             }
         }
     }

@@ -151,7 +151,8 @@ enum MigrationProgress {
     /// The line for a pipe: `pass 3: transferred 412 MiB, remaining 600 MiB, 840 Mbit/s`
     /// (and `, throttle 20%` while auto-converge slows the guest).
     static func plainLine(_ snapshot: MigrationSnapshot) -> String {
-        var line = "pass \(snapshot.pass): transferred \(mib(snapshot.transferred)), remaining \(mib(snapshot.bytesLeft)), \(rate(snapshot.rateMbps))"
+        var line = "pass \(snapshot.pass): transferred \(mib(snapshot.transferred)), remaining \(mib(snapshot.bytesLeft))"
+        line += ", \(rate(snapshot.rateMbps))"
         if let throttle = snapshot.throttlePercent, throttle > 0 { line += ", throttle \(throttle)%" }
         return line
     }
@@ -170,7 +171,8 @@ enum MigrationProgress {
         let time = snapshot.totalTimeMs.map { seconds(milliseconds: $0) } ?? "?"
         switch snapshot.status {
         case "active", "cancelling":
-            var line = "\(snapshot.status), pass \(snapshot.pass), \(snapshot.percent)% of \(Formatting.size(bytes: snapshot.total)), \(mib(snapshot.transferred)) sent"
+            var line = "\(snapshot.status), pass \(snapshot.pass), \(snapshot.percent)% of \(Formatting.size(bytes: snapshot.total))"
+            line += ", \(mib(snapshot.transferred)) sent"
             if let expected = snapshot.expectedDowntimeMs { line += ", expected downtime \(expected) ms" }
             if let throttle = snapshot.throttlePercent, throttle > 0 { line += ", throttle \(throttle)%" }
             return line

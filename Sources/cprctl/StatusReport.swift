@@ -35,7 +35,9 @@ enum StatusReport {
         add("VM uptime", [status["vm-uptime-ms"]?.intValue.map { Formatting.duration(milliseconds: $0) } ?? unknown])
         add("Updates", [status["update-generation"]?.intValue.map { String($0) } ?? unknown])
         if let last = status["updates"]?.arrayValue?.last { add("Last update", lastUpdateLines(last, now: now)) }
-        if let migration = status["migration"].flatMap(MigrationSnapshot.init) { add("Migration", [MigrationProgress.statusLine(migration)]) }
+        if let migration = status["migration"].flatMap(MigrationSnapshot.init) {
+            add("Migration", [MigrationProgress.statusLine(migration)])
+        }
         add("vCPUs", [status["vcpus"]?.intValue.map { String($0) } ?? unknown])
         add("RAM", status["memory"]?.arrayValue.map { $0.map(memoryLine) } ?? [unknown])
         let sockets = status["sockets"]
