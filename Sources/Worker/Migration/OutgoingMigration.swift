@@ -214,6 +214,7 @@ final class OutgoingMigration {
         var strikes = 0
         var passStart = monotonicNanoseconds()
         var passBytes = writer.bytesWritten
+        firstPassStart = passStart
         startPass()
         try ram.sendAll()
         while true {
@@ -267,6 +268,8 @@ final class OutgoingMigration {
 
     /// After every run of pages: counters, a cancel, and the bandwidth limit (sleeping until
     /// the stream is back under max-bandwidth, averaged over windows of 100 ms).
+    /// When the first pass began (migration thread only).
+    private var firstPassStart: UInt64 = 0
     /// When the guest was stopped for the last pass (migration thread only).
     private var paused: UInt64?
     private var windowStart: UInt64 = 0
@@ -277,6 +280,13 @@ final class OutgoingMigration {
             stats.normalPages = ram.counters.normalPages
             stats.zeroPages = ram.counters.zeroPages
             if paused == nil { stats.precopyBytes = written }
+            // The first pass has no dirty count yet: what it has not gone over is what remains,
+            // and its own rate so far is the rate.
+            if stats.passes == 1 && stats.dirtySyncCount == 0 {
+                stats.remaining = stats.total - min(stats.total, ram.counters.visitedPages * UInt64(RamStreamer.pageSize))
+                let elapsed = monotonicNanoseconds() - firstPassStart
+                if elapsed > 100_000_000 { stats.bytesPerSecond = Double(written) * 1e9 / Double(elapsed) }
+            }
             return settings.maxBandwidth
         }
         if cancelling { throw MigrationChannelError("the migration to \(uri) was cancelled") }

@@ -18,6 +18,8 @@ final class RamStreamer {
     struct Counters {
         var normalPages: UInt64 = 0
         var zeroPages: UInt64 = 0
+        /// Pages a pass went over so far, sent or not (progress within a pass).
+        var visitedPages: UInt64 = 0
         var normalBytes: UInt64 { normalPages * UInt64(RamStreamer.pageSize) }
     }
 
@@ -70,8 +72,16 @@ final class RamStreamer {
         }
         var page = 0
         while page < pages {
-            if page % 64 == 0 && skipWord(page) { page += 64; continue }
-            guard isDirty(page) else { page += 1; continue }
+            if page % 64 == 0 && skipWord(page) {
+                counters.visitedPages += UInt64(min(64, pages - page))
+                page += 64
+                continue
+            }
+            guard isDirty(page) else {
+                counters.visitedPages += 1
+                page += 1
+                continue
+            }
             let zero = isZero(page)
             var end = page + 1
             while end < pages, end - page < RamStreamer.pagesPerRun, isDirty(end), isZero(end) == zero { end += 1 }
@@ -100,6 +110,7 @@ final class RamStreamer {
                                         payload: UnsafeRawBufferPointer(rebasing: snapshot[..<length]))
                 counters.normalPages += UInt64(end - page)
             }
+            counters.visitedPages += UInt64(end - page)
             try pace(writer.bytesWritten)
             page = end
         }
