@@ -178,6 +178,7 @@ final class OutgoingMigration {
                 try machine.saveDescription(to: writer, copying: mode.copies, wasRunning: wasRunning)
                 TestStopPoint.reached("saving")
                 try machine.saveVcpusAndDevices(to: writer, vcpusThroughBridge: false)
+                firstPassStart = monotonicNanoseconds()
                 try ram.sendAll()
                 try writer.finish()
             }
@@ -266,23 +267,24 @@ final class OutgoingMigration {
         emit(.migrationPass(pass: pass))
     }
 
-    /// After every run of pages: counters, a cancel, and the bandwidth limit (sleeping until
-    /// the stream is back under max-bandwidth, averaged over windows of 100 ms).
-    /// When the first pass began (migration thread only).
+    /// When the first (or only) pass over RAM began (migration thread only).
     private var firstPassStart: UInt64 = 0
     /// When the guest was stopped for the last pass (migration thread only).
     private var paused: UInt64?
     private var windowStart: UInt64 = 0
     private var windowBytes: UInt64 = 0
+
+    /// After every run of pages: counters, a cancel, and the bandwidth limit (sleeping until
+    /// the stream is back under max-bandwidth, averaged over windows of 100 ms).
     private func pace(_ written: UInt64, ram: RamStreamer) throws {
         let limit: UInt64 = lock.withLock {
             stats.transferred = written
             stats.normalPages = ram.counters.normalPages
             stats.zeroPages = ram.counters.zeroPages
             if paused == nil { stats.precopyBytes = written }
-            // The first pass has no dirty count yet: what it has not gone over is what remains,
-            // and its own rate so far is the rate.
-            if stats.passes == 1 && stats.dirtySyncCount == 0 {
+            // The first pass (or stop-and-copy's only one) has no dirty count yet: what it has
+            // not gone over is what remains, and its own rate so far is the rate.
+            if stats.dirtySyncCount == 0 {
                 stats.remaining = stats.total - min(stats.total, ram.counters.visitedPages * UInt64(RamStreamer.pageSize))
                 let elapsed = monotonicNanoseconds() - firstPassStart
                 if elapsed > 100_000_000 { stats.bytesPerSecond = Double(written) * 1e9 / Double(elapsed) }
