@@ -66,6 +66,11 @@
 //   guest_downtime_us  last source heartbeat change -> first target one (the guest's pause)
 //   gd_err_us      its sampling uncertainty (the widths of the two intervals that hold the two
 //                  changes; the true pause lies in [gd - new width, gd + old width])
+//   landed_us      last source heartbeat change -> the target's heartbeat page last changed
+//                  before its guest ran: when the page's final copy arrived, i.e. how far the
+//                  target's side was behind the source's stop (the rest of the downtime is the
+//                  target loading the device state and starting its vCPU); equal to
+//                  guest_downtime_us when both fell between the same two samples
 //   transferred, ram_total, normal, duplicate, dirty_sync, passes (x-passes, -1 if absent),
 //   mbps           query-migrate's ram figures
 //   dirty_rate_req pages/s asked for;  dirty_rate_before: measured over SETTLE_MS;
@@ -603,6 +608,8 @@ struct sampler {
     // (source_change_prev_ns, source_change_ns]; the target's first run likewise
     uint64_t source_value, source_change_ns, source_change_prev_ns;
     uint64_t target_value, target_change_ns, target_change_prev_ns;
+    uint64_t target_landed_ns;  // the last change of the target's heartbeat before its guest ran:
+                                // the heartbeat page's final copy arriving (or the first run)
     int target_ran;
     uint64_t samples, max_step_ns;
 };
@@ -619,7 +626,7 @@ static void *sampler_main(void *arg) {
     // Sample k reads between stamps t[k-1] and t[k]: a change first seen by sample k happened
     // in (t[k-2], t[k]] (a stamp can lag its read when the thread is preempted in between).
     uint64_t prev2 = now_ns();
-    uint64_t last = *s->source;
+    uint64_t last = *s->source, last_target = *s->target;
     uint64_t prev = now_ns();
     s->source_value = last;
     s->source_change_ns = prev;
@@ -641,7 +648,12 @@ static void *sampler_main(void *arg) {
             s->source_change_ns = t;
             s->source_change_prev_ns = prev2;
         }
+        if (t_value != last_target) {
+            last_target = t_value;
+            if (t_value <= s_value) s->target_landed_ns = t;
+        }
         if (t_value > s_value) {
+            if (!s->target_landed_ns || s->target_landed_ns < s->source_change_ns) s->target_landed_ns = t;
             s->target_ran = 1;
             s->target_value = t_value;
             s->target_change_ns = t;
@@ -988,11 +1000,12 @@ static int run_main(int argc, char **argv) {
     double during_s = (double)(int64_t)(s.source_change_ns - migrate_ns) / 1e9;
     uint64_t rate_req = dirty ? (uint64_t)dirty * size / 100 / PAGE : 0;
     printf("converged=1 total_time_ms=%lld setup_ms=%lld wall_ms=%.3f resume_ms=%.3f stop_ms=%.3f downtime_ms=%lld downtime_us=%lld "
-           "guest_downtime_us=%.3f gd_err_us=%.3f transferred=%lld ram_total=%lld normal=%lld duplicate=%lld dirty_sync=%lld "
+           "guest_downtime_us=%.3f gd_err_us=%.3f landed_us=%.3f transferred=%lld ram_total=%lld normal=%lld duplicate=%lld dirty_sync=%lld "
            "passes=%lld pass_events=%d mbps=%.1f dirty_rate_req=%llu dirty_rate_before=%.0f dirty_rate_during=%.0f "
            "fill_checked=%llu dirty_checked=%llu samples=%llu max_step_us=%.3f\n",
            total_time, setup_time, ms(sq.completed_ns - migrate_ns), ms(s.target_change_ns - migrate_ns),
-           (double)(int64_t)(s.source_change_ns - migrate_ns) / 1e6, downtime, downtime_us, us(gd), us(err), transferred,
+           (double)(int64_t)(s.source_change_ns - migrate_ns) / 1e6, downtime, downtime_us, us(gd), us(err),
+           (double)(int64_t)(s.target_landed_ns - s.source_change_ns) / 1e3, transferred,
            ram_total, normal, duplicate, dirty_sync, passes, sq.passes, mbps, (unsigned long long)rate_req, rate_before,
            during_s > 0 ? (double)(pages_stop - pages_0) / during_s : 0.0, (unsigned long long)cr.fill_bytes,
            (unsigned long long)cr.dirty_pages, (unsigned long long)s.samples, us(s.max_step_ns));
