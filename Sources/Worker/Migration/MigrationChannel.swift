@@ -117,6 +117,7 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         var result: MigrationChannelError?
         do throws(MigrationChannelError) {
             try flush(fd)
+            if endpoint.transport == .socket { awaitPeerClose(fd) }
             let code = endpoint.closeStream()
             if code != 0 { throw describeWriteFailure(code) }
             if endpoint.hasChild {
@@ -134,6 +135,28 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         }
         endpoint.release()
         failure = MigrationChannelError("the migration to \(uri) is already finished")
+    }
+
+    /// How long `finish` waits for a socket's peer to close after the last byte.
+    static let peerCloseTimeoutMilliseconds: Int32 = 10_000
+
+    /// After the end of the stream, a socket's peer (a cprvmm target) closes its side once it
+    /// has read and loaded everything, right before it runs the guest: waiting for that makes
+    /// "completed" (and the downtime) mean the target has the guest, not that the bytes sat in
+    /// this host's socket buffer. A peer that never closes is given up on after a while.
+    private func awaitPeerClose(_ fd: Int32) {
+        shutdown(fd, Int32(SHUT_WR))
+        var byte: UInt8 = 0
+        let deadline = monotonicNanoseconds() + UInt64(Self.peerCloseTimeoutMilliseconds) * 1_000_000
+        while true {
+            let n = Glibc.read(fd, &byte, 1)
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { return }
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return }
+            if n < 0 && errno == EAGAIN {
+                guard endpoint.waitReady(fd, events: Int16(POLLIN), timeoutMilliseconds: Int32((deadline - now) / 1_000_000) + 1) else { return }
+            }
+        }
     }
 
     /// Aborts (migrate_cancel, or an error elsewhere): closes without flushing; kills an exec:

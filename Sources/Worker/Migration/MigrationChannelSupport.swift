@@ -163,11 +163,11 @@ final class MigrationEndpoint: @unchecked Sendable {
     // MARK: Waiting
 
     /// Waits until `fd` is ready for `events` (or has an error to report); false when aborted.
-    func waitReady(_ descriptor: Int32, events: Int16) -> Bool {
+    func waitReady(_ descriptor: Int32, events: Int16, timeoutMilliseconds: Int32 = -1) -> Bool {
         let wake = lock.withLock { wakeFD }
         var entries = [pollfd(fd: descriptor, events: events, revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
         while true {
-            let result = poll(&entries, nfds_t(entries.count), -1)
+            let result = poll(&entries, nfds_t(entries.count), timeoutMilliseconds)
             if result < 0 && errno == EINTR { continue }
             if result < 0 { return true }  // the I/O call that follows reports the problem
             return entries[1].revents == 0

@@ -216,6 +216,7 @@ final class OutgoingMigration {
         var passStart = monotonicNanoseconds()
         var passBytes = writer.bytesWritten
         firstPassStart = passStart
+        firstPassBytes = passBytes
         startPass()
         try ram.sendAll()
         while true {
@@ -224,7 +225,11 @@ final class OutgoingMigration {
             let elapsed = max(now - passStart, 1)
             let sent = writer.bytesWritten - passBytes
             let dirtyBytes = RamStreamer.count(dirty) * UInt64(RamStreamer.pageSize)
-            let rate = Double(sent) * 1e9 / Double(elapsed)
+            // A short pass mostly fills this host's socket buffer: its own rate would promise a
+            // downtime the link cannot keep. Below 100 ms, the average since the first pass.
+            let rate = elapsed >= 100_000_000
+                ? Double(sent) * 1e9 / Double(elapsed)
+                : Double(writer.bytesWritten - firstPassBytes) * 1e9 / Double(max(now - firstPassStart, 1))
             // Rounded up: only nothing left to send fits a downtime-limit of 0.
             let expectedMs = rate > 0 ? UInt64((Double(dirtyBytes) / rate * 1000).rounded(.up)) : UInt64.max
             let current = lock.withLock { () -> MigrationSettings in
@@ -269,6 +274,7 @@ final class OutgoingMigration {
 
     /// When the first (or only) pass over RAM began (migration thread only).
     private var firstPassStart: UInt64 = 0
+    private var firstPassBytes: UInt64 = 0
     /// When the guest was stopped for the last pass (migration thread only).
     private var paused: UInt64?
     private var windowStart: UInt64 = 0
