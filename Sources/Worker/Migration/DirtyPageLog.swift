@@ -16,6 +16,14 @@ final class DirtyPageLog {
     private let slots: [(slot: MachineMemory.Slot, buffer: UnsafeMutablePointer<UInt64>, words: Int)]
     let blocks: [RamBlock]
     let manualProtect: Bool
+    /// KVM's bits are cleared (and their pages write-protected again) word by word right
+    /// before the pages are sent (`protectBeforeSending`), as QEMU's clear_bmap: a page the
+    /// guest writes between the look and its turn goes once, not once now and again next pass.
+    /// Needs MANUAL_DIRTY_LOG_PROTECT2 and slots that start on a 64-page boundary of their block.
+    let deferredProtect: Bool
+    /// KVM_DIRTY_LOG_INITIALLY_SET: logging starts with every page dirty and nothing
+    /// write-protected, so the first pass is a `collect()` like the others and protects as it goes.
+    let initiallySet: Bool
     private var logging = false
 
     /// Starts logging the guest's writes to `blocks`: from now on every page it writes is
@@ -29,9 +37,13 @@ final class DirtyPageLog {
             buffer.initialize(repeating: 0, count: words)
             return (slot, buffer, words)
         }
-        manualProtect = kvm.checkExtension(CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) & Int32(CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE) != 0
+        let offered = UInt64(max(kvm.checkExtension(CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2), 0))
+        manualProtect = offered & CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE != 0
+        deferredProtect = manualProtect && slots.allSatisfy { $0.slot.blockOffset % UInt64(64 * DirtyPageLog.pageSize) == 0 }
+        initiallySet = deferredProtect && offered & CKVM_DIRTY_LOG_INITIALLY_SET != 0
         if manualProtect {
-            try vm.enableCapability(CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE)
+            try vm.enableCapability(CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+                                    CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | (initiallySet ? CKVM_DIRTY_LOG_INITIALLY_SET : 0))
         }
         // Pages devices wrote before now are sent with the first full pass anyway.
         for block in blocks { for word in 0..<block.deviceWrites.wordCount { _ = block.deviceWrites.take(word: word) } }
@@ -57,14 +69,35 @@ final class DirtyPageLog {
         if manualProtect { try? vm.enableCapability(CKVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, 0) }
     }
 
-    /// The pages written since the last call (or since logging started), one bitmap per block
-    /// in `blocks` order; bit p of a bitmap is page p of its block. Clears what it returns.
+    /// With `deferredProtect`: clears KVM's bits of pages 64·word ... 64·word + 63 of block
+    /// `blockIndex` that the last `collect()` returned, write-protecting those pages again.
+    /// Call before reading any of them: a write after this shows in the next `collect()`.
+    func protectBeforeSending(blockIndex: Int, word: Int) throws(SystemError) {
+        guard deferredProtect else { return }
+        let page = word * 64
+        for entry in slots where entry.slot.block === blocks[blockIndex] {
+            let base = Int(entry.slot.blockOffset / UInt64(DirtyPageLog.pageSize))
+            let slotPages = Int(entry.slot.size / UInt64(DirtyPageLog.pageSize))
+            guard page >= base, page < base + slotPages else { continue }
+            let slotWord = (page - base) / 64
+            guard entry.buffer[slotWord] != 0 else { return }
+            try vm.clearDirtyLog(slot: entry.slot.number, firstPage: UInt64(slotWord * 64),
+                                 pageCount: UInt32(min(64, slotPages - slotWord * 64)), bitmap: entry.buffer + slotWord)
+            entry.buffer[slotWord] = 0
+            return
+        }
+    }
+
+    /// The pages written since the last call (or since logging started; every page with
+    /// `initiallySet`), one bitmap per block in `blocks` order; bit p of a bitmap is page p of
+    /// its block. Clears what it returns, at once or (`deferredProtect`) word by word as the
+    /// caller sends.
     func collect() throws(SystemError) -> [[UInt64]] {
         var bitmaps = blocks.map { [UInt64](repeating: 0, count: $0.deviceWrites.wordCount) }
         for entry in slots {
             memset(entry.buffer, 0, entry.words * 8)
             try vm.getDirtyLog(slot: entry.slot.number, into: entry.buffer)
-            if manualProtect {
+            if manualProtect && !deferredProtect {
                 try vm.clearDirtyLog(slot: entry.slot.number, firstPage: 0,
                                      pageCount: UInt32(entry.slot.size / UInt64(DirtyPageLog.pageSize)), bitmap: entry.buffer)
             }

@@ -217,8 +217,13 @@ final class OutgoingMigration {
         var passBytes = writer.bytesWritten
         firstPassStart = passStart
         firstPassBytes = passBytes
+        let protect = { (block: Int, word: Int) throws in try log.protectBeforeSending(blockIndex: block, word: word) }
         startPass()
-        try ram.sendAll()
+        if log.initiallySet {
+            try ram.send(dirty: try log.collect(), zeroMarkers: false, prepare: protect)
+        } else {
+            try ram.sendAll()
+        }
         while true {
             let dirty = try log.collect()
             let now = monotonicNanoseconds()
@@ -260,7 +265,7 @@ final class OutgoingMigration {
             passStart = now
             passBytes = writer.bytesWritten
             startPass()
-            try ram.send(dirty: dirty)
+            try ram.send(dirty: dirty, prepare: protect)
         }
     }
 

@@ -48,13 +48,16 @@ final class RamStreamer {
         }
     }
 
-    /// The pages `bitmaps` names (one per block, in `blocks` order; bit p = page p).
-    func send(dirty bitmaps: [[UInt64]]) throws {
-        for (entry, bitmap) in zip(blocks, bitmaps) {
+    /// The pages `bitmaps` names (one per block, in `blocks` order; bit p = page p). Zero pages
+    /// go as markers unless `zeroMarkers` is false (a first pass: the target's RAM is zero).
+    /// `prepare(block, word)` runs before any page of that word is read (DirtyPageLog's
+    /// deferred protection); `block` indexes `blocks`.
+    func send(dirty bitmaps: [[UInt64]], zeroMarkers: Bool = true, prepare: (Int, Int) throws -> Void = { _, _ in }) throws {
+        for (index, (entry, bitmap)) in zip(blocks, bitmaps).enumerated() {
             let pages = Int((entry.block.size + UInt64(RamStreamer.pageSize) - 1) / UInt64(RamStreamer.pageSize))
             try bitmap.withUnsafeBufferPointer { words in
                 try send(entry, pages: pages, isDirty: { words[$0 / 64] & (1 << UInt64($0 % 64)) != 0 },
-                         skipWord: { words[$0 / 64] == 0 }, zeroMarkers: true)
+                         skipWord: { words[$0 / 64] == 0 }, zeroMarkers: zeroMarkers, prepare: { try prepare(index, $0) })
             }
         }
     }
@@ -65,10 +68,16 @@ final class RamStreamer {
     }
 
     private func send(_ entry: (index: Int, block: RamBlock), pages: Int, isDirty: (Int) -> Bool,
-                      skipWord: (Int) -> Bool = { _ in false }, zeroMarkers: Bool) throws {
+                      skipWord: (Int) -> Bool = { _ in false }, zeroMarkers: Bool, prepare: (Int) throws -> Void = { _ in }) throws {
         let block = entry.block
-        func isZero(_ page: Int) -> Bool {
-            clinux_is_zero(block.host + page * RamStreamer.pageSize, pageBytes(page, block)) != 0
+        var preparedWord = -1
+        // Pages are read in increasing order: each word is prepared once, before its first read.
+        func isZero(_ page: Int) throws -> Bool {
+            if page / 64 != preparedWord {
+                preparedWord = page / 64
+                try prepare(preparedWord)
+            }
+            return clinux_is_zero(block.host + page * RamStreamer.pageSize, pageBytes(page, block)) != 0
         }
         var page = 0
         while page < pages {
@@ -82,9 +91,9 @@ final class RamStreamer {
                 page += 1
                 continue
             }
-            let zero = isZero(page)
+            let zero = try isZero(page)
             var end = page + 1
-            while end < pages, end - page < RamStreamer.pagesPerRun, isDirty(end), isZero(end) == zero { end += 1 }
+            while end < pages, end - page < RamStreamer.pagesPerRun, isDirty(end), try isZero(end) == zero { end += 1 }
             let offset = page * RamStreamer.pageSize
             let length = (page..<end).reduce(0) { $0 + pageBytes($1, block) }
             if zero {
