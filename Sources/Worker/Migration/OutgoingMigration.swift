@@ -154,7 +154,9 @@ final class OutgoingMigration {
                 log = try DirtyPageLog(vm: machine.vm, kvm: machine.kvm, memory: machine.memory, blocks: blocks.map(\.block))
                 pending = try precopy(ram: ram, log: log!, writer: writer)
             }
-            // Stop the VM on the loop thread, where run states change.
+            // Stop the VM on the loop thread, where run states change; a throttled vCPU's
+            // sleep ends first.
+            throttle.set(percent: 0)
             wasRunning = machine.loop.sync { [machine] () -> Bool in
                 let running = machine.runState == .running
                 if running { machine.pause() }
@@ -163,7 +165,6 @@ final class OutgoingMigration {
                 return running
             }
             paused = monotonicNanoseconds()
-            throttle.set(percent: 0)
             let downtimeStart = writer.bytesWritten
             if let log, let pending {
                 // The rest: pages written since the last look, and those the last look found.

@@ -44,4 +44,10 @@ final class Condition: @unchecked Sendable {
 
     func wait(_ lock: Lock) { pthread_cond_wait(cond, lock.mutex) }
     func broadcast() { pthread_cond_broadcast(cond) }
+
+    /// Waits until a broadcast or until CLOCK_MONOTONIC reaches `deadline` (ns), whichever first.
+    func wait(_ lock: Lock, untilMonotonic deadline: UInt64) {
+        var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        pthread_cond_timedwait(cond, lock.mutex, &time)
+    }
 }

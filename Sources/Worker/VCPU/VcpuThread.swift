@@ -81,11 +81,13 @@ final class VcpuThread {
     }
 
     /// Auto-converge: kicks the vCPU out of the guest and has it sleep `nanoseconds` before it
-    /// goes on (0: no more sleeping). A pause requested meanwhile waits for the sleep to end.
+    /// goes on (0: no more sleeping, and a sleep under way ends). Any state request (a pause)
+    /// ends a sleep too.
     func throttle(sleeping nanoseconds: UInt64) {
         lock.withLock {
             throttleSleepNanoseconds = nanoseconds
             if nanoseconds > 0 && acknowledged == .running { kickLocked() }
+            if nanoseconds == 0 { changed.broadcast() }
         }
     }
 
@@ -111,8 +113,13 @@ final class VcpuThread {
             guard case .run(let probe) = nextStep() else { return }
             if probe && checkHaltedForever() { park(); continue }
             if !runUntilInterrupted() { park(); continue }
-            let sleep = lock.withLock { requested == .running ? throttleSleepNanoseconds : 0 }
-            if sleep > 0 { sleepNanoseconds(sleep) }
+            lock.withLock {
+                guard requested == .running, throttleSleepNanoseconds > 0 else { return }
+                let deadline = monotonicNanoseconds() + throttleSleepNanoseconds
+                while requested == .running && throttleSleepNanoseconds > 0 && monotonicNanoseconds() < deadline {
+                    changed.wait(lock, untilMonotonic: deadline)
+                }
+            }
         }
     }
 
