@@ -55,10 +55,12 @@ final class IncomingMigration {
             let reader = try StateReader(source: channel)
             let loader = StateLoader(machine: machine)
             let description = try loader.load(from: reader)
-            channel.close()
             guard !loader.vcpusThroughBridge else {
                 throw ConfigurationError("this state was saved for a live update of its own process (its vCPUs ran on in vCPU bridges); only that process can load it")
             }
+            // The source stops for good only on this: until then it may still run the guest.
+            channel.acknowledgeLoaded()
+            channel.close()
             machine.loop.post { [self, machine] in
                 lock.withLock {
                     status = .completed

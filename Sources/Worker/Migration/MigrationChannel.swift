@@ -77,6 +77,19 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         return fd
     }
 
+    /// Sends what the buffer holds now (the stream stays open).
+    public func flushBuffered() throws {
+        if let failure { throw failure }
+        let fd = try endpoint.enter("the migration to")
+        defer { endpoint.leave() }
+        do throws(MigrationChannelError) {
+            try flush(fd)
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
     /// Writes all of `bytes` (buffered). Errors name the URI: "the destination closed the
     /// stream (unix:/x)", "no space left on device writing file:/x", "exec:CMD exited with
     /// status 1", "the migration to URI was cancelled".
@@ -108,7 +121,13 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
     /// Flushes and closes. For exec:, waits for the command and fails when it did not exit with
     /// status 0 ("exec:CMD exited with status 3"). A file is not fsynced; close errors are
     /// reported. After a failure the channel is torn down as by `cancel()`.
-    public func finish() throws {
+    /// The byte a cprvmm target sends back over a socket once it has loaded the whole stream.
+    static let loadedAcknowledgement: UInt8 = 0x06  // ASCII ACK
+
+    /// `requireAcknowledgement`: over a socket, the peer must confirm it loaded the stream
+    /// (`IncomingMigrationChannel.acknowledgeLoaded`) before this returns; a peer that closes
+    /// without it failed (pre-copy: the source then runs the guest on).
+    public func finish(requireAcknowledgement: Bool = false) throws {
         if let failure {
             endpoint.abort()
             throw failure
@@ -117,7 +136,12 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         var result: MigrationChannelError?
         do throws(MigrationChannelError) {
             try flush(fd)
-            if endpoint.transport == .socket { awaitPeerClose(fd) }
+            if endpoint.transport == .socket {
+                let acknowledged = awaitPeerClose(fd)
+                if requireAcknowledgement && !acknowledged {
+                    throw MigrationChannelError("\(uri) closed the connection without confirming that it loaded the state (see the target's log); the VM runs on here")
+                }
+            }
             let code = endpoint.closeStream()
             if code != 0 { throw describeWriteFailure(code) }
             if endpoint.hasChild {
@@ -140,21 +164,26 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
     /// How long `finish` waits for a socket's peer to close after the last byte.
     static let peerCloseTimeoutMilliseconds: Int32 = 10_000
 
-    /// After the end of the stream, a socket's peer (a cprvmm target) closes its side once it
-    /// has read and loaded everything, right before it runs the guest: waiting for that makes
-    /// "completed" (and the downtime) mean the target has the guest, not that the bytes sat in
-    /// this host's socket buffer. A peer that never closes is given up on after a while.
-    private func awaitPeerClose(_ fd: Int32) {
+    /// After the end of the stream, a socket's peer (a cprvmm target) confirms with one byte
+    /// that it loaded everything, right before it runs the guest, and closes: waiting for that
+    /// makes "completed" (and the downtime) mean the target has the guest, not that the bytes
+    /// sat in this host's socket buffer. Returns whether the confirmation came; a peer that
+    /// neither confirms nor closes is given up on after a while.
+    private func awaitPeerClose(_ fd: Int32) -> Bool {
         shutdown(fd, Int32(SHUT_WR))
         var byte: UInt8 = 0
+        var acknowledged = false
         let deadline = monotonicNanoseconds() + UInt64(Self.peerCloseTimeoutMilliseconds) * 1_000_000
         while true {
             let n = Glibc.read(fd, &byte, 1)
-            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { return }
+            if n == 1 && byte == Self.loadedAcknowledgement { acknowledged = true }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { return acknowledged }
             let now = monotonicNanoseconds()
-            guard now < deadline else { return }
+            guard now < deadline else { return acknowledged }
             if n < 0 && errno == EAGAIN {
-                guard endpoint.waitReady(fd, events: Int16(POLLIN), timeoutMilliseconds: Int32((deadline - now) / 1_000_000) + 1) else { return }
+                guard endpoint.waitReady(fd, events: Int16(POLLIN), timeoutMilliseconds: Int32((deadline - now) / 1_000_000) + 1) else {
+                    return acknowledged
+                }
             }
         }
     }
@@ -335,6 +364,15 @@ public final class IncomingMigrationChannel: @unchecked Sendable {
     /// `acceptPeer` or `read`, which then fails with "... was cancelled".
     public func close() {
         endpoint.abort()
+    }
+
+    /// Tells a socket's peer (a cprvmm source) that the whole stream was loaded
+    /// (`OutgoingMigrationChannel.loadedAcknowledgement`); nothing for files and exec:.
+    public func acknowledgeLoaded() {
+        guard endpoint.transport == .socket, let fd = try? endpoint.enter("the migration from") else { return }
+        defer { endpoint.leave() }
+        var byte = OutgoingMigrationChannel.loadedAcknowledgement
+        _ = send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
     }
 
     /// The exec: shell while it is not yet reaped (tests).

@@ -183,7 +183,10 @@ final class OutgoingMigration {
                 try ram.sendAll()
                 try writer.finish()
             }
-            try channel.finish()
+            try channel.flushBuffered()
+            TestStopPoint.reached("migrated")
+            // Pre-copy over a socket: done only when the target says it has the guest.
+            try channel.finish(requireAcknowledgement: isPrecopy)
             lock.withLock {
                 downtimeNanoseconds = monotonicNanoseconds() - paused!
                 stats.downtimeBytes = writer.bytesWritten - downtimeStart

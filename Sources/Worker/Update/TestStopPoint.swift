@@ -7,7 +7,8 @@ import Shared
 /// state written), `saved` (state and CPR state written, bridges running the guest, right
 /// before the exec). New image: `started` (before the VM is created), `loaded` (state loaded,
 /// bridges still running the guest), `handover` (vCPUs taken over and restored, guest not yet
-/// resumed). Unset, it costs a comparison per phase.
+/// resumed). A pre-copy migration: `migrated` (the whole stream sent to the socket, the
+/// target's confirmation not yet read). Unset, it costs a comparison per phase.
 enum TestStopPoint {
     static let variable = "CPRVMM_TEST_STOP_AT"
 
