@@ -52,7 +52,7 @@ extension Machine {
         try saveDescription(to: writer, copying: copied, wasRunning: wasRunning)
         TestStopPoint.reached("saving")
         try saveVcpusAndDevices(to: writer, vcpusThroughBridge: vcpusThroughBridge)
-        let ram = RamStreamer(writer: writer, blocks: blocksToCopy(copied))
+        let ram = RamStreamer(writer: writer, blocks: blocksToCopy(copied), guestRuns: false)
         let start = writer.bytesWritten
         ram.pace = { progress($0 - start) }
         try ram.sendAll()

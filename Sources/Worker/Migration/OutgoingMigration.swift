@@ -143,7 +143,7 @@ final class OutgoingMigration {
         var wasRunning = false
         do {
             let writer = try StateWriter(sink: channel)
-            let ram = RamStreamer(writer: writer, blocks: blocks)
+            let ram = RamStreamer(writer: writer, blocks: blocks, guestRuns: isPrecopy)
             ram.pace = { [self] written in try pace(written, ram: ram) }
             var pending: [[UInt64]]?
             var log: DirtyPageLog?

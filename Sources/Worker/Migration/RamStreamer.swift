@@ -31,14 +31,18 @@ final class RamStreamer {
     /// or throw (a cancelled migration).
     var pace: (UInt64) throws -> Void = { _ in }
 
-    private let snapshot = UnsafeMutableRawBufferPointer.allocate(byteCount: Machine.ramChunkSize, alignment: 64)
+    /// Where a run is copied before it goes, when the guest runs meanwhile (nil: it is paused).
+    private let snapshot: UnsafeMutableRawBufferPointer?
 
-    init(writer: StateWriter, blocks: [(index: Int, block: RamBlock)]) {
+    /// `guestRuns`: the guest may write RAM while it is sent (pre-copy), so each run is copied
+    /// first; a paused guest's RAM goes straight from its mapping.
+    init(writer: StateWriter, blocks: [(index: Int, block: RamBlock)], guestRuns: Bool) {
         self.writer = writer
         self.blocks = blocks
+        snapshot = guestRuns ? .allocate(byteCount: Machine.ramChunkSize, alignment: 64) : nil
     }
 
-    deinit { snapshot.deallocate() }
+    deinit { snapshot?.deallocate() }
 
     /// Every page of every block that is not zero.
     func sendAll() throws {
@@ -111,12 +115,15 @@ final class RamStreamer {
                 header.u64(UInt64(offset))
                 header.u32(UInt32(length))
                 try writer.writeSection(Machine.ramHeaderSection, version: Machine.ramSectionVersion, payload: header.bytes)
-                // A copy: the guest may write the page while it is sent (pre-copy), and the
+                // A copy while the guest runs: it may write the page while it is sent, and the
                 // section's CRC must cover exactly the bytes that go out. A page written
                 // meanwhile is in the dirty log and goes again.
-                snapshot.baseAddress!.copyMemory(from: block.host + offset, byteCount: length)
-                try writer.writeSection(Machine.ramDataSection, version: Machine.ramSectionVersion,
-                                        payload: UnsafeRawBufferPointer(rebasing: snapshot[..<length]))
+                var payload = UnsafeRawBufferPointer(start: block.host + offset, count: length)
+                if let snapshot {
+                    snapshot.baseAddress!.copyMemory(from: block.host + offset, byteCount: length)
+                    payload = UnsafeRawBufferPointer(rebasing: snapshot[..<length])
+                }
+                try writer.writeSection(Machine.ramDataSection, version: Machine.ramSectionVersion, payload: payload)
                 counters.normalPages += UInt64(end - page)
             }
             counters.visitedPages += UInt64(end - page)
