@@ -59,6 +59,7 @@ final class IncomingMigration {
                 throw ConfigurationError("this state was saved for a live update of its own process (its vCPUs ran on in vCPU bridges); only that process can load it")
             }
             // The source stops for good only on this: until then it may still run the guest.
+            TestStopPoint.reached("incoming-loaded")
             channel.acknowledgeLoaded()
             channel.close()
             machine.loop.post { [self, machine] in

@@ -77,19 +77,6 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         return fd
     }
 
-    /// Sends what the buffer holds now (the stream stays open).
-    public func flushBuffered() throws {
-        if let failure { throw failure }
-        let fd = try endpoint.enter("the migration to")
-        defer { endpoint.leave() }
-        do throws(MigrationChannelError) {
-            try flush(fd)
-        } catch {
-            failure = error
-            throw error
-        }
-    }
-
     /// Writes all of `bytes` (buffered). Errors name the URI: "the destination closed the
     /// stream (unix:/x)", "no space left on device writing file:/x", "exec:CMD exited with
     /// status 1", "the migration to URI was cancelled".
@@ -118,12 +105,12 @@ public final class OutgoingMigrationChannel: @unchecked Sendable {
         }
     }
 
-    /// Flushes and closes. For exec:, waits for the command and fails when it did not exit with
-    /// status 0 ("exec:CMD exited with status 3"). A file is not fsynced; close errors are
-    /// reported. After a failure the channel is torn down as by `cancel()`.
     /// The byte a cprvmm target sends back over a socket once it has loaded the whole stream.
     static let loadedAcknowledgement: UInt8 = 0x06  // ASCII ACK
 
+    /// Flushes and closes. For exec:, waits for the command and fails when it did not exit with
+    /// status 0 ("exec:CMD exited with status 3"). A file is not fsynced; close errors are
+    /// reported. After a failure the channel is torn down as by `cancel()`.
     /// `requireAcknowledgement`: over a socket, the peer must confirm it loaded the stream
     /// (`IncomingMigrationChannel.acknowledgeLoaded`) before this returns; a peer that closes
     /// without it failed (pre-copy: the source then runs the guest on).

@@ -183,8 +183,6 @@ final class OutgoingMigration {
                 try ram.sendAll()
                 try writer.finish()
             }
-            try channel.flushBuffered()
-            TestStopPoint.reached("migrated")
             // Pre-copy over a socket: done only when the target says it has the guest.
             try channel.finish(requireAcknowledgement: isPrecopy)
             lock.withLock {

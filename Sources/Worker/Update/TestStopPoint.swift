@@ -7,8 +7,8 @@ import Shared
 /// state written), `saved` (state and CPR state written, bridges running the guest, right
 /// before the exec). New image: `started` (before the VM is created), `loaded` (state loaded,
 /// bridges still running the guest), `handover` (vCPUs taken over and restored, guest not yet
-/// resumed). A pre-copy migration: `migrated` (the whole stream sent to the socket, the
-/// target's confirmation not yet read). Unset, it costs a comparison per phase.
+/// resumed). A migration's target: `incoming-loaded` (the whole stream loaded, the source not
+/// yet told). Unset, it costs a comparison per phase.
 enum TestStopPoint {
     static let variable = "CPRVMM_TEST_STOP_AT"
 
@@ -19,7 +19,10 @@ enum TestStopPoint {
         guard stopAt == phase else { return }
         Log.info("\(variable)=\(phase): the process stops here")
         fflush(nil)
-        kill(getpid(), SIGSTOP)
+        // Aimed at this thread: it stops on its way out of raise, before its next step. A
+        // process-wide kill may wake another thread to begin the stop and let this one run on
+        // for a moment (seen: a migration target sending its confirmation past its stop point).
+        raise(SIGSTOP)
     }
 
     /// `CPRVMM_TEST_CRASH_AT=PHASE[@VERSION]`: the process dies of SIGSEGV at PHASE -- only in
