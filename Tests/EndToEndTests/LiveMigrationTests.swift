@@ -78,7 +78,7 @@ extension VirtualMachines {
             }
             #expect(pair.sourceQMP.skippedEvents.contains { $0.contains(#""event": "MIGRATION_PASS""#) } || pair.sourceQMP.nextLine(timeout: 2)?.contains("MIGRATION") == true)
             #expect(pair.sourceQMP.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "postmigrate", "running": false}}"#)
-            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target, targetClient: pair.targetQMP)
             #expect(pair.targetQMP.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "running", "running": true}}"#)
             // A second migration of a migrated VM is refused: the guest runs elsewhere now.
             #expect(pair.sourceQMP.execute(#"{"execute": "migrate", "arguments": {"uri": "\#(pair.uri)"}}"#)?.contains("postmigrate") == true)
@@ -108,7 +108,7 @@ extension VirtualMachines {
             let sweepsAtSwitch = Self.dirtySweeps(pair.sourceQMP)
             // Two whole sweeps on the target: every page of the area checked at least once.
             pair.target.waitForOutput(timeout: 60, "two more sweeps") { _ in Self.dirtySweeps(pair.targetQMP) >= sweepsAtSwitch + 2 }
-            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target, targetClient: pair.targetQMP)
             #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
             _ = pair.source.terminate()
             _ = pair.target.terminate()
@@ -125,7 +125,7 @@ extension VirtualMachines {
             let info = MigrationTests.waitForMigration(pair.sourceQMP, timeout: 300)
             #expect(info.contains(#""status": "completed""#), "\(info)")
             #expect((Self.number("cpu-throttle-percentage", in: info) ?? 0) > 0, "the throttle never engaged: \(info)")
-            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target, targetClient: pair.targetQMP)
             #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
             _ = pair.source.terminate()
             _ = pair.target.terminate()
@@ -140,7 +140,7 @@ extension VirtualMachines {
             let info = MigrationTests.waitForMigration(pair.sourceQMP, timeout: 300)
             #expect(info.contains(#""status": "completed""#), "\(info)")
             #expect(Self.number("x-passes", in: info) == 3, "\(info)")
-            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target, targetClient: pair.targetQMP)
             #expect((BuiltinGuestDiskTests.status(pair.targetQMP)["corruptions"] as? NSNumber)?.intValue == 0)
             _ = pair.source.terminate()
             _ = pair.target.terminate()
@@ -184,7 +184,7 @@ extension VirtualMachines {
             let difference = try Self.firstDifference(pair.source.pid, pair.target.pid)
             #expect(difference == nil, "guest RAM differs at page \(difference.map { "0x" + String($0 * 4096, radix: 16) } ?? "")")
             #expect(pair.targetQMP.execute(#"{"execute": "cont"}"#) == #"{"return": {}}"#)
-            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target)
+            MigrationTests.expectGuestContinued(from: pair.source, on: pair.target, targetClient: pair.targetQMP)
             let status = BuiltinGuestDiskTests.status(pair.targetQMP)
             #expect((status["disk-ops"] as? NSNumber)?.intValue ?? 0 > opsBefore + 100, "\(status)")
             #expect((status["disk-errors"] as? NSNumber)?.intValue == 0)

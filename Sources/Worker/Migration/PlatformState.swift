@@ -17,9 +17,23 @@ struct PlatformState {
     }
 
     func restore(to vm: VmFd) throws(SystemError) {
-        for chip in irqchips { try vm.setIrqchip(chip) }
+        for chip in irqchips { try vm.setIrqchip(Self.withLinesLow(chip)) }
         try vm.setPIT(pit)
         try vm.setClock(nanoseconds: clockNanoseconds)
+    }
+
+    /// A PIC as a new VM must take it: every input line low (`last_irr` 0), the pending
+    /// requests (`irr`) kept. In a new VM every interrupt source's line starts low, so a line
+    /// saved high would hide the next rising edge. The PIT pulses IRQ0 (high, then low) on a
+    /// kernel thread; a capture between the two saved the line high, and the new VM lost its
+    /// first pulse. The PIT's reinjection waits for each pulse to be acknowledged, so its
+    /// timer then stopped for good, and a guest sleeping in `hlt` never woke (about one live
+    /// update or migration in a few hundred).
+    static func withLinesLow(_ chip: kvm_irqchip) -> kvm_irqchip {
+        guard chip.chip_id == CKVM_IRQCHIP_PIC_MASTER || chip.chip_id == CKVM_IRQCHIP_PIC_SLAVE else { return chip }
+        var chip = chip
+        chip.chip.pic.last_irr = 0
+        return chip
     }
 
     func encode() -> [UInt8] {
