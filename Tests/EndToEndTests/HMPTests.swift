@@ -29,7 +29,7 @@ extension VirtualMachines {
             #expect(text.contains("tick "))
         }
 
-        @Test("-monitor unix:PATH serves HMP to socket clients; info cpus and info memdev")
+        @Test("-monitor unix:PATH serves HMP to socket clients; info cpus, info memdev, info registers")
         func socketMonitor() throws {
             let path = temporarySocketPath("hmp")
             let vm = try VMProcess([
@@ -57,6 +57,15 @@ extension VirtualMachines {
             #expect(memdev.contains("backing:  memfd"))
             monitor.write("info version\n")
             #expect(monitor.read(until: "build id", timeout: 20).contains("(cprvmm, build id "))
+            // Registers of a running VM: read with the vCPUs briefly out of KVM_RUN, which
+            // leaves the VM running (no STOP). Both vCPUs run the built-in guest in long mode.
+            monitor.write("info registers\ninfo status\n")
+            let output = monitor.read(until: "VM status: running", timeout: 20)
+            let registers = output.components(separatedBy: "(cprvmm, build id ").last ?? ""
+            #expect(registers.contains("CPU#0\nRAX="), "\(registers)")
+            #expect(registers.contains("CPU#1\nRAX="), "\(registers)")
+            #expect(registers.components(separatedBy: "EFER=0000000000000500").count == 3, "\(registers)")
+            #expect(registers.contains("VM status: running"))
         }
 
         @Test("-monitor stdio cannot share stdio with an explicit -serial stdio")

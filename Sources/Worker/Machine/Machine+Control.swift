@@ -45,6 +45,16 @@ extension Machine {
         requestExit(status: 0, reason: nil, guest: false, cause: "host-qmp-quit")
     }
 
+    /// Each vCPU's registers (HMP `info registers`). KVM hands them out only while the vCPU
+    /// is outside KVM_RUN, so a running VM is paused for the read (well under a millisecond)
+    /// and resumed, without STOP/RESUME events: the guest's run state does not change.
+    func registerDump() -> [[String]] {
+        let wasRunning = runState == .running
+        if wasRunning { pause() }
+        defer { if wasRunning { resume() } }
+        return vcpus.map { RegisterDump.lines(vcpu: $0.vcpu, memory: memory.guest) }
+    }
+
     /// Kernel thread ids of the vCPU threads (QMP's `thread-id`), 0 until a thread started.
     var vcpuThreadIDs: [Int32] { vcpus.map(\.threadID) }
 

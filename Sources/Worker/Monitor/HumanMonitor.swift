@@ -28,6 +28,7 @@ struct HumanMonitor {
         ("info name", "show the current VM name"),
         ("info network", "show the network state"),
         ("info pci", "show PCI info"),
+        ("info registers", "show the cpu registers"),
         ("info block", "show info of one block device or all block devices"),
         ("info status", "show the current VM status (running|paused)"),
         ("info version", "show the version of QEMU"),
@@ -192,6 +193,10 @@ struct HumanMonitor {
             return HumanMonitor.describeMigration(machine.migrationInfo)
         case "pci":
             return HumanMonitor.describePCI(QMPCommands.pciDevices(machine))
+        case "registers":
+            return machine.registerDump().enumerated().map { index, lines in
+                "CPU#\(index)\n" + lines.map { $0 + "\n" }.joined()
+            }.joined()
         case "block":
             return HumanMonitor.describeBlock(machine.disks.map(QMPCommands.blockInfo))
         case "network":
