@@ -112,6 +112,17 @@ extension VirtualMachines {
             _ = target.terminate()
         }
 
+        /// Runs a VM with `arguments` to tick 200, saves it to `state` (migrate to file:) and
+        /// ends it; returns the ended source, whose console the target must carry on.
+        static func savedAfter200Ticks(_ arguments: [String], to state: String) throws -> VMProcess {
+            let (source, client) = try start(arguments)
+            source.waitForOutput("tick 200") { VMProcess.ticks(in: $0).last ?? 0 >= 200 }
+            _ = client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#)
+            #expect(waitForMigration(client).contains("completed"))
+            _ = source.terminate()
+            return source
+        }
+
         /// Sets PIC input line IRQ0 high with no request pending in a saved state's
         /// `kvm.platform` section (payload: u32 chip count, then kvm_irqchip structs whose
         /// first is the master PIC: u32 id, u32 pad, last_irr, irr, ...) and fixes its CRC.
@@ -149,11 +160,7 @@ extension VirtualMachines {
             let state = Self.statePath()
             defer { unlink(state) }
             let arguments = ["-m", "32", "-builtin-guest", "fill=25"]
-            let (source, client) = try Self.start(arguments)
-            source.waitForOutput("tick 200") { VMProcess.ticks(in: $0).last ?? 0 >= 200 }
-            _ = client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#)
-            #expect(Self.waitForMigration(client).contains("completed"))
-            _ = source.terminate()
+            let source = try Self.savedAfter200Ticks(arguments, to: state)
             try Self.raisePICLine0(inStateFile: state)
             let (target, targetClient) = try Self.start(arguments + ["-incoming", "file:\(state)"])
             Self.expectGuestContinued(from: source, on: target, targetClient: targetClient)
@@ -181,11 +188,7 @@ extension VirtualMachines {
             let state = Self.statePath()
             defer { unlink(state) }
             let arguments = ["-m", "32", "-builtin-guest", "fill=25"]
-            let (source, client) = try Self.start(arguments)
-            source.waitForOutput("tick 200") { VMProcess.ticks(in: $0).last ?? 0 >= 200 }
-            _ = client.execute(#"{"execute": "migrate", "arguments": {"uri": "file:\#(state)"}}"#)
-            #expect(Self.waitForMigration(client).contains("completed"))
-            _ = source.terminate()
+            let source = try Self.savedAfter200Ticks(arguments, to: state)
             let (target, targetClient) = try Self.start(arguments + ["-incoming", "defer"])
             usleep(300_000)
             #expect(VMProcess.ticks(in: target.stdout).isEmpty, "the deferred target ran before migrate-incoming")
