@@ -558,24 +558,25 @@ static void qmp_connect(struct qmp *q, const char *path, pid_t pid, const char *
     qmp_execute(q, "{\"execute\": \"qmp_capabilities\"}", line, sizeof(line));
 }
 
-static long long json_int(const char *text, const char *key) {
+/* Where the value of "key" starts in a one-line JSON reply, or NULL. */
+static const char *json_value(const char *text, const char *key) {
     char pattern[64];
     snprintf(pattern, sizeof(pattern), "\"%s\"", key);
     const char *p = strstr(text, pattern);
-    if (!p) return -1;
+    if (!p) return NULL;
     p += strlen(pattern);
     while (*p == ' ' || *p == ':') p++;
-    return strtoll(p, NULL, 10);
+    return p;
+}
+
+static long long json_int(const char *text, const char *key) {
+    const char *p = json_value(text, key);
+    return p ? strtoll(p, NULL, 10) : -1;
 }
 
 static double json_double(const char *text, const char *key) {
-    char pattern[64];
-    snprintf(pattern, sizeof(pattern), "\"%s\"", key);
-    const char *p = strstr(text, pattern);
-    if (!p) return -1;
-    p += strlen(pattern);
-    while (*p == ' ' || *p == ':') p++;
-    return strtod(p, NULL);
+    const char *p = json_value(text, key);
+    return p ? strtod(p, NULL) : -1;
 }
 
 static void json_str(const char *text, const char *key, char *out, size_t size) {

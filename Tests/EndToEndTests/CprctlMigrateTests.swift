@@ -103,13 +103,7 @@ extension VirtualMachines {
             process.standardOutput = output
             process.standardError = errors
             try process.run()
-            var info = ""
-            let deadline = Date().addingTimeInterval(20)
-            while !info.contains(#""status": "active""#) && Date() < deadline {
-                usleep(50_000)
-                info = client.execute(#"{"execute": "query-migrate"}"#) ?? ""
-            }
-            #expect(info.contains(#""status": "active""#), "\(info)")
+            MigrationTests.waitForActiveMigration(client)
             usleep(300_000)  // cprctl has polled at least once
             process.interrupt()
             let exited = Date().addingTimeInterval(20)

@@ -27,6 +27,17 @@ extension VirtualMachines {
             return reply
         }
 
+        /// Polls query-migrate until the migration is under way (20 s at most).
+        static func waitForActiveMigration(_ client: QMPLineClient) {
+            var info = ""
+            let deadline = Date().addingTimeInterval(20)
+            while !info.contains(#""status": "active""#) && Date() < deadline {
+                usleep(50_000)
+                info = client.execute(#"{"execute": "query-migrate"}"#) ?? ""
+            }
+            #expect(info.contains(#""status": "active""#), "\(info)")
+        }
+
         static func statePath() -> String {
             FileManager.default.temporaryDirectory.appendingPathComponent("cprvmm-state-\(UUID().uuidString)").path
         }
@@ -222,13 +233,7 @@ extension VirtualMachines {
             vm.waitForLine(containing: "tick 100")
             // The command reads nothing for a while: the pipe fills and the migration blocks.
             #expect(client.execute(#"{"execute": "migrate", "arguments": {"uri": "exec:sleep 30; cat >/dev/null"}}"#) == #"{"return": {}}"#)
-            var info = ""
-            let deadline = Date().addingTimeInterval(20)
-            while !info.contains(#""status": "active""#) && Date() < deadline {
-                usleep(50_000)
-                info = client.execute(#"{"execute": "query-migrate"}"#) ?? ""
-            }
-            #expect(info.contains(#""status": "active""#), "\(info)")
+            Self.waitForActiveMigration(client)
             // Pre-copy: the guest runs on while the stream is stuck in its first pass.
             #expect(client.execute(#"{"execute": "query-status"}"#) == #"{"return": {"status": "running", "running": true}}"#)
             #expect(client.execute(#"{"execute": "migrate_cancel"}"#) == #"{"return": {}}"#)
